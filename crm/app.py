@@ -1,0 +1,104 @@
+"""The ASGI application: Connexion's AsyncApp serving the assembled OpenAPI 3.1 document.
+
+Routing, authentication, scopes and validation come from ``specs/``; handlers live in
+``handlers/`` (operationId ``customers.get_customer`` → ``handlers.customers.get_customer``).
+Besides the spec's operations the app serves the assembled document at ``/api/v1/openapi.json``
+and Swagger UI 5 (which renders 3.1) at ``/api/v1/docs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+import connexion
+import swagger_ui
+from connexion.exceptions import ProblemException
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+from connexion.resolver import RelativeResolver
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from crm import openapi31, problems
+from crm.auth import JWTBearerHandler
+from crm.context import CorrelationMiddleware
+from crm.settings import get_settings
+from crm.spec import bundle
+from db.pool import close_pool, open_pool
+
+SWAGGER_STATIC = Path(swagger_ui.__file__).parent / "static"
+DOCS_HTML = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Kundenmanagement API</title>
+  <link rel="stylesheet" href="/api/v1/docs/static/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/api/v1/docs/static/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "/api/v1/openapi.json", dom_id: "#swagger-ui",
+                                 deepLinking: true, persistAuthorization: true});
+  </script>
+</body>
+</html>
+"""
+
+
+def create_app(database_url: str | None = None) -> connexion.AsyncApp:
+    """Build the app; the pool opens on startup against ``database_url`` (or ``DATABASE_URL``)."""
+    settings = get_settings()
+    dsn = database_url or settings.database_url
+    if not dsn:
+        raise RuntimeError("DATABASE_URL is not set (crm serve sets it for the embedded PostgreSQL)")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        await open_pool(dsn, settings.pool_min, settings.pool_max)
+        try:
+            yield
+        finally:
+            await close_pool()
+
+    spec = bundle()
+    spec_json = json.dumps(spec).encode()
+
+    async def openapi_json(_request: Request) -> Response:
+        return Response(spec_json, media_type="application/json")
+
+    async def docs(_request: Request) -> Response:
+        return HTMLResponse(DOCS_HTML)
+
+    app = connexion.AsyncApp(__name__, lifespan=lifespan)
+    # Plain routes first: the API is mounted at "/" and would shadow them otherwise.
+    app.add_url_rule("/api/v1/openapi.json", "openapi_json", openapi_json)
+    app.add_url_rule("/api/v1/docs", "docs", docs)
+    app._middleware_app.router.mount(
+        "/api/v1/docs/static", StaticFiles(directory=SWAGGER_STATIC), name="docs_static"
+    )
+    openapi31.add_api(
+        app,
+        spec,
+        resolver=RelativeResolver("handlers"),
+        strict_validation=True,
+        validate_responses=False,
+        pythonic_params=True,
+        security_map={"bearer": JWTBearerHandler},
+        swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),
+    )
+    app.add_middleware(CorrelationMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    for exc_class in (Exception, ProblemException, HTTPException):
+        app.add_error_handler(exc_class, problems.handle)
+    return app
+
+
+def asgi_app() -> connexion.AsyncApp:
+    """Entry point for ``gunicorn 'crm.app:asgi_app()'``."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return create_app()

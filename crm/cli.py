@@ -1,0 +1,171 @@
+"""``crm``: serve, migrate, seed, token, and the embedded database.
+
+Without ``DATABASE_URL`` every command that needs a database starts the embedded PostgreSQL
+(data in ``CRM_DATA_DIR``, port ``CRM_PG_PORT``) and, except ``crm db start``, stops it again
+when it is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import psycopg
+from psycopg import sql
+
+from crm.settings import get_settings
+
+DEV_DATABASE = "kundenmanagement"
+
+
+def _ensure_database(admin_dsn: str, name: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        if conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone() is None:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def database(keep_running: bool = False) -> Iterator[str]:
+    """Yield a DSN: ``DATABASE_URL``, or the embedded PostgreSQL started for the duration."""
+    settings = get_settings()
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from db.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(settings.data_dir, port=settings.pg_port, port_env="CRM_PG_PORT")
+    server.start()
+    try:
+        _ensure_database(server.dsn(), DEV_DATABASE)
+        yield server.dsn(DEV_DATABASE)
+    finally:
+        if not keep_running:
+            server.stop()
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from db.migrate import migrate
+
+    with database() as dsn:
+        applied = migrate(dsn)
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from db.migrate import migrate
+    from db.seed import seed
+
+    with database() as dsn:
+        migrate(dsn)
+        counts = seed(dsn, customers=args.customers)
+    print("seeded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from crm.auth import issue_token
+
+    print(issue_token(args.sub, args.role, args.chain or [], args.expires_in, args.scope))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from crm.auth import issue_token
+    from db.migrate import migrate
+    from db.seed import seed
+
+    settings = get_settings()
+    with database() as dsn:
+        migrate(dsn)
+        if args.seed:
+            counts = seed(dsn, customers=args.customers)
+            print("demo data: " + ", ".join(f"{k} {v}" for k, v in counts.items()), flush=True)
+        base = f"http://{settings.host}:{settings.port}"
+        token = issue_token("admin", ["admin"], expires_in=7 * 24 * 3600)
+        print(
+            f"\nKundenmanagement API on {base}\n"
+            f"  docs:    {base}/api/v1/docs\n"
+            f"  spec:    {base}/api/v1/openapi.json\n"
+            f"  token:   export TOKEN={token}\n"
+            f"  try:     curl -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/customers?limit=2\n",
+            flush=True,
+        )
+        env = {**os.environ, "DATABASE_URL": dsn}
+        gunicorn = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn", "crm.app:asgi_app()",
+                "--worker-class", "uvicorn_worker.UvicornWorker",
+                "--workers", str(settings.workers),
+                "--bind", f"{settings.host}:{settings.port}",
+                "--graceful-timeout", "10",
+                "--log-level", "warning",
+            ],
+            env=env,
+        )
+
+        def forward(signum: int, _frame: object) -> None:
+            gunicorn.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        code = gunicorn.wait()
+    return code
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """``crm db start`` leaves the embedded PostgreSQL running and prints its DSN; ``stop`` ends it."""
+    settings = get_settings()
+    from db.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(settings.data_dir, port=settings.pg_port, port_env="CRM_PG_PORT")
+    if args.action == "stop":
+        server.stop()
+        return 0
+    with database(keep_running=True) as dsn:
+        from db.migrate import migrate
+
+        migrate(dsn)
+        print(dsn)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="crm", description="Kundenmanagement API")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="migrate and serve the API with gunicorn")
+    serve.add_argument("--seed", action="store_true", help="load the demo data first (idempotent)")
+    serve.add_argument("--customers", type=int, default=200, help="demo customers to seed")
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
+
+    seed_p = sub.add_parser("seed", help="load demo data (idempotent)")
+    seed_p.add_argument("--customers", type=int, default=200)
+    seed_p.set_defaults(func=cmd_seed)
+
+    token = sub.add_parser("token", help="print a signed JWT for local use")
+    token.add_argument("--sub", required=True)
+    token.add_argument("--role", action="append", required=True,
+                       choices=["admin", "sales_manager", "sales_rep", "chain_manager", "integration"])
+    token.add_argument("--chain", action="append", metavar="CHAIN_ID")
+    token.add_argument("--expires-in", type=int, default=8 * 3600, metavar="SECONDS")
+    token.add_argument("--scope", help="space-separated scopes narrowing what the roles grant")
+    token.set_defaults(func=cmd_token)
+
+    db = sub.add_parser("db", help="start or stop the embedded PostgreSQL")
+    db.add_argument("action", choices=["start", "stop"])
+    db.set_defaults(func=cmd_db)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Serve an OpenAPI 3.1 document with Connexion 3.3.0 (``AsyncApp``).
+
+Connexion 3.3.0 only understands OpenAPI 3.0 (spec-first/connexion#1396): it meta-validates the
+document against the 3.0 schema and validates requests and responses with JSON Schema Draft 4.
+This module closes the gap in one place:
+
+* :func:`add_api` validates the document with ``openapi-spec-validator`` (3.1-aware, relative
+  ``$ref``\\ s to other files resolved against the file's location) and then lets Connexion load it
+  from disk, which inlines those ``$ref``\\ s, path items included.
+* :data:`VALIDATOR_MAP_31` holds Draft 2020-12 validators for parameters, JSON request bodies
+  and responses. Compiled validators are cached per schema object, never rebuilt per request.
+  Form bodies keep Connexion's own validators (the API speaks JSON).
+* :class:`URIParser31` coerces query/path parameters declared as ``type: [T, "null"]`` to ``T``.
+* Validation failures raise :class:`ValidationProblem`, a 400 ``BadRequestProblem`` whose problem
+  body carries ``errors: [{field, message}]`` (see :func:`error_list`).
+
+A ``$ref`` inside a schema is resolved against its document, as OpenAPI 3.1 prescribes, so a
+components schema reaches its own ``$defs`` as ``#/components/schemas/<Name>/$defs/<X>``;
+``#/$defs/<X>`` works in a schema that is a file of its own.
+
+Patched Connexion internals (applied on import; this is why ``connexion==3.3.0`` is pinned, and
+importing this module under any other version fails):
+
+1. ``OpenAPISpecification._validate_spec`` skips Connexion's 3.0 meta-validation for 3.1
+   documents (3.0 documents are still checked by Connexion).
+2. ``decorators.parameter._get_val_from_param`` (builds handler arguments) reads
+   ``type: [T, "null"]`` as ``T``; it raised ``TypeError`` (a 500) on a type array before.
+3. ``BaseResponseDecorator._infer_content_type`` (connexion#1956): when an operation declares
+   ``application/json`` next to ``application/problem+json`` and the handler names no content
+   type, the single non-problem JSON type is used instead of failing with a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+from importlib.metadata import version
+from pathlib import Path
+
+import connexion
+import yaml
+from connexion.context import operation
+from connexion.datastructures import MediaTypeDict
+from connexion.decorators import parameter as _parameter_decorator
+from connexion.decorators.response import BaseResponseDecorator
+from connexion.exceptions import BadRequestProblem, ExtraParameterProblem, InvalidSpecification
+from connexion.spec import OpenAPISpecification
+from connexion.uri_parsing import OpenAPIURIParser
+from connexion.utils import extract_content_type, is_json_mimetype, split_content_type
+from connexion.validators import VALIDATOR_MAP, ParameterValidator
+from connexion.validators.json import (
+    JSONRequestBodyValidator,
+    JSONResponseBodyValidator,
+    TextResponseBodyValidator,
+)
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError
+from jsonschema.validators import extend
+from openapi_spec_validator import OpenAPIV31SpecValidator
+from referencing.exceptions import PointerToNowhere, Unresolvable
+
+__all__ = ["VALIDATOR_MAP_31", "URIParser31", "ValidationProblem", "add_api", "error_list"]
+
+if version("connexion") != "3.3.0":  # pragma: no cover - guards the patches below
+    raise RuntimeError(f"crm.openapi31 patches connexion 3.3.0 internals, found {version('connexion')}")
+
+logger = logging.getLogger(__name__)
+
+# Only the formats we rely on; FormatChecker raises KeyError at import if a checker is unavailable.
+FORMAT_CHECKER = FormatChecker(formats=("date", "date-time", "uuid", "email"))
+
+
+def _write_only(validator, write_only, instance, schema):
+    if write_only:
+        yield ValidationError("Property is write-only")
+
+
+RequestValidator = Draft202012Validator
+ResponseValidator = extend(Draft202012Validator, {"writeOnly": _write_only})
+
+_cache: dict[tuple[t.Any, int], tuple[t.Any, t.Any]] = {}
+
+
+def _cached(kind: t.Any, obj: t.Any, build: t.Callable[[t.Any], t.Any]) -> t.Any:
+    """Memoise ``build(obj)`` per object identity. Spec dicts live as long as the app, and the
+    entry keeps ``obj`` alive, so an id is never reused for another object."""
+    hit = _cache.get((kind, id(obj)))
+    if hit is None or hit[0] is not obj:
+        hit = _cache[(kind, id(obj))] = (obj, build(obj))
+    return hit[1]
+
+
+_ANY: dict = {}
+
+
+def _compiled(schema: dict, cls: type | None = None) -> t.Any:
+    cls = cls or RequestValidator
+    schema = schema or _ANY  # Connexion hands out a fresh {} for "no schema"; don't cache those
+    return _cached(cls, schema, lambda s: cls(s, format_checker=FORMAT_CHECKER))
+
+
+def error_list(errors: t.Iterable[ValidationError], root: str = "") -> list[dict[str, str]]:
+    """Turn jsonschema errors into ``[{"field": "a.0.b", "message": "..."}]``.
+
+    ``root`` prefixes every field (a parameter name); a ``required`` error names the missing
+    property. A body-level error without any path gets the field ``body``.
+    """
+    result = []
+    for error in errors:
+        parts = [root, *map(str, error.absolute_path)]
+        if error.validator == "required":
+            parts += [p for p in error.validator_value if error.message.startswith(repr(p))][:1]
+        result.append({"field": ".".join(p for p in parts if p) or "body", "message": error.message})
+    return result
+
+
+class ValidationProblem(BadRequestProblem):
+    """400 problem whose body carries ``errors: [{field, message}]``."""
+
+    def __init__(self, errors: list[dict[str, str]]):
+        super().__init__(detail="; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+        self.ext = {"errors": errors}
+
+
+def _raise_if_invalid(validator: t.Any, instance: t.Any, root: str = "") -> None:
+    errors = error_list(validator.iter_errors(instance), root)
+    if errors:
+        logger.info("Validation error: %s", errors, extra={"validator": root or "body"})
+        raise ValidationProblem(errors)
+
+
+class ParameterValidator31(ParameterValidator):
+    """Validates query/path/header/cookie parameters with Draft 2020-12."""
+
+    @staticmethod
+    def validate_parameter(parameter_type, value, param, param_name=None):
+        name = param_name or param["name"]
+        if value is not None:
+            _raise_if_invalid(_compiled(param.get("schema")), value, root=name)
+        elif param.get("required"):
+            message = f"Missing {parameter_type} parameter '{name}'"
+            raise ValidationProblem([{"field": name, "message": message}])
+
+    def validate_query_parameter_list(self, request, security_params=None):
+        extra = sorted(super().validate_query_parameter_list(request, security_params))
+        if extra:  # only called with strict_validation; Connexion's problem, plus the error list
+            problem = ExtraParameterProblem(param_type="query", extra_params=extra)
+            problem.ext = {"errors": [{"field": n, "message": "unknown query parameter"} for n in extra]}
+            raise problem
+        return set()
+
+
+class JSONRequestBodyValidator31(JSONRequestBodyValidator):
+    """Validates JSON request bodies with Draft 2020-12."""
+
+    @property
+    def _validator(self):
+        return _compiled(self._schema)
+
+    def _validate(self, body: t.Any) -> None:
+        if not self._nullable and body is None:
+            raise BadRequestProblem("Request body must not be empty")
+        _raise_if_invalid(self._validator, body)
+
+
+class JSONResponseBodyValidator31(JSONResponseBodyValidator):
+    """Validates JSON responses with Draft 2020-12; ``writeOnly`` properties are rejected."""
+
+    @property
+    def validator(self):
+        return _compiled(self._schema, ResponseValidator)
+
+
+class TextResponseBodyValidator31(TextResponseBodyValidator, JSONResponseBodyValidator31):
+    """``text/plain`` responses: parsed as Connexion does, validated with Draft 2020-12."""
+
+
+VALIDATOR_MAP_31 = {
+    "parameter": ParameterValidator31,
+    "body": MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": JSONRequestBodyValidator31}),
+    "response": MediaTypeDict(
+        {"*/*json": JSONResponseBodyValidator31, "text/plain": TextResponseBodyValidator31}
+    ),
+}
+
+
+def _one_type(schema: dict) -> dict:
+    types = schema.get("type")
+    if isinstance(types, str):
+        return schema
+    concrete = [x for x in types or () if x != "null"]
+    return {
+        **schema,
+        "type": concrete[0] if len(concrete) == 1 else "string",
+        "nullable": "null" in (types or ()),
+    }
+
+
+def _single_type(definition: dict) -> dict:
+    """The parameter definition with ``type: [T, "null"]`` read as ``type: T, nullable: true``
+    (array items too). Only coercion sees this copy; validation uses the declared schema.
+
+    Connexion coerces by a single type name; without exactly one non-null type (or without
+    ``type``) the raw string is kept and left to validation.
+    """
+
+    def build(defn: dict) -> dict:
+        schema = _one_type(defn.get("schema", {}))
+        if schema["type"] == "array":
+            schema = {**schema, "items": _one_type(schema.get("items", {}))}
+        return {**defn, "schema": schema}
+
+    return _cached("param", definition, build)
+
+
+class URIParser31(OpenAPIURIParser):
+    """Query/path parsing that coerces ``type: [T, "null"]`` parameters to ``T`` (or ``None``)."""
+
+    def __init__(self, param_defns, body_defn):
+        super().__init__([_single_type(p) for p in param_defns], body_defn)
+
+
+_get_val_from_param = _parameter_decorator._get_val_from_param
+_parameter_decorator._get_val_from_param = lambda value, defn: _get_val_from_param(value, _single_type(defn))
+
+
+_validate_spec_30 = OpenAPISpecification._validate_spec.__func__
+
+
+def _validate_spec(cls, spec: dict) -> None:
+    if str(spec.get("openapi", "")).startswith("3.1."):
+        return  # validated by add_api() with openapi-spec-validator, which knows the file's URI
+    _validate_spec_30(cls, spec)
+
+
+OpenAPISpecification._validate_spec = classmethod(_validate_spec)
+
+
+_infer_content_type = BaseResponseDecorator._infer_content_type
+
+
+def _infer_content_type_31(data: t.Any, headers: dict) -> str | None:
+    if extract_content_type(headers) is None:
+        produces = set(operation.produces)
+        candidates = [m for m in produces if not split_content_type(m)[0].lower().endswith("problem+json")]
+        if len(produces) > 1 and len(candidates) == 1 and is_json_mimetype(candidates[0]):
+            return candidates[0]
+    return _infer_content_type(data, headers)
+
+
+BaseResponseDecorator._infer_content_type = staticmethod(_infer_content_type_31)
+
+
+def _spec_errors(spec: dict, base_uri: str) -> list[str]:
+    try:  # first line only: the rest of a message repeats the whole offending instance
+        errors = OpenAPIV31SpecValidator(spec, base_uri).iter_errors()
+        return [f"{e.message.splitlines()[0]} (at {e.json_path})" for e in errors]
+    except PointerToNowhere as e:  # e.ref is the bare JSON pointer, relative to its document
+        return [f"cannot resolve $ref '#{e.ref}': no such location in its document"]
+    except Unresolvable as e:
+        return [f"cannot resolve $ref {e.ref!r}"]
+
+
+def add_api(app: connexion.AsyncApp, spec: Path | str | dict, **kwargs: t.Any) -> None:
+    """Validate an OpenAPI 3.1 document and register it on ``app``.
+
+    ``spec`` is a path (relative ones are taken from the app's ``specification_dir``, as
+    Connexion does; relative ``$ref``s resolve from the file's location) or an already loaded,
+    self-contained document. ``kwargs`` go to ``app.add_api``; ``validator_map`` and
+    ``uri_parser_class`` default to the 3.1 ones. Raises
+    ``connexion.exceptions.InvalidSpecification`` listing every problem found.
+    """
+    if isinstance(spec, dict):
+        name, document, base_uri, target = "the document", spec, "", spec
+    else:
+        path = Path(app.middleware.specification_dir, spec).resolve()
+        name, base_uri, target = str(path), path.as_uri(), path
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(document, dict) or not str(document.get("openapi", "")).startswith("3.1."):
+        raise InvalidSpecification(f"{name}: expected an OpenAPI 3.1 document ('openapi: 3.1.x')")
+    errors = _spec_errors(document, base_uri)
+    if errors:
+        raise InvalidSpecification(f"{name} is not a valid OpenAPI 3.1 document:\n  " + "\n  ".join(errors))
+    kwargs.setdefault("validator_map", VALIDATOR_MAP_31)
+    kwargs.setdefault("uri_parser_class", URIParser31)
+    app.add_api(target, **kwargs)

@@ -1,0 +1,4 @@
+-- name: applied_migrations
+select
+    migration_id
+from _yoyo_migration;

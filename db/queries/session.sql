@@ -1,0 +1,7 @@
+-- name: set_claims^
+select
+    set_config('role', 'crm_api', true),
+    set_config('crm.scope', :scope, true),
+    set_config('crm.chain_ids', :chain_ids, true),
+    set_config('crm.sub', :sub, true),
+    set_config('crm.correlation_id', :correlation_id, true);
