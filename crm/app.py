@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from crm import openapi31, problems
 from crm.auth import JWTBearerHandler
-from crm.context import CorrelationMiddleware
+from crm.context import CorrelationMiddleware, OperationMiddleware
 from crm.settings import get_settings
 from crm.spec import bundle
 from db.pool import close_pool, open_pool
@@ -93,6 +93,7 @@ def create_app(database_url: str | None = None) -> connexion.AsyncApp:
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),
     )
     app.add_middleware(CorrelationMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(OperationMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     for exc_class in (Exception, ProblemException, HTTPException):
         app.add_error_handler(exc_class, problems.handle)
     return app

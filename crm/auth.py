@@ -23,6 +23,7 @@ import jwt
 from connexion.exceptions import OAuthProblem, OAuthScopeProblem
 from connexion.security import BearerSecurityHandler
 
+from crm.context import request_info
 from crm.settings import get_settings
 
 ROLES = ("admin", "sales_manager", "sales_rep", "chain_manager", "integration")
@@ -167,6 +168,9 @@ class JWTBearerHandler(BearerSecurityHandler):
                 )
                 problem.detail = f"The token's roles do not grant {', '.join(sorted(missing))}."
                 raise problem
+            info = request_info.get(None)
+            if info is not None:
+                info["sub"] = principal.sub
             return {"sub": principal.sub, "principal": principal}
 
         return verify

@@ -18,6 +18,8 @@ from contextvars import ContextVar
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+# What inner layers learn about the request (operationId, sub) for the access-log line.
+request_info: ContextVar[dict[str, str | None]] = ContextVar("request_info")
 
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?P<trace>[0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -46,6 +48,8 @@ class CorrelationMiddleware:
             return
         cid = pick_correlation_id(dict(scope.get("headers") or []))
         token = correlation_id.set(cid)
+        info: dict[str, str | None] = {"operation_id": None, "sub": None}
+        info_token = request_info.set(info)
         started = time.perf_counter()
         status = 500
 
@@ -62,19 +66,31 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             if access_log.isEnabledFor(logging.INFO):
-                routing = scope.get("extensions", {}).get("connexion_routing", {})
-                context = scope.get("extensions", {}).get("connexion_context", {})
                 access_log.info(
                     json.dumps(
                         {
                             "correlation_id": cid,
                             "method": scope.get("method"),
                             "path": scope.get("path"),
-                            "operation_id": routing.get("operation_id"),
+                            "operation_id": info["operation_id"],
                             "status": status,
                             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                            "sub": context.get("user"),
+                            "sub": info["sub"],
                         }
                     )
                 )
+            request_info.reset(info_token)
             correlation_id.reset(token)
+
+
+class OperationMiddleware:
+    """Placed after routing: notes the operationId for the access log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        info = request_info.get(None)
+        if info is not None:
+            info["operation_id"] = scope.get("extensions", {}).get("connexion_routing", {}).get("operation_id")
+        await self.app(scope, receive, send)

@@ -59,6 +59,12 @@ _UNIQUE_KEYS = {
     "customer_number_unique": "customer_number",
     "chain_name_unique_idx": "name",
 }
+# Foreign keys by constraint name → the API field that refers. PostgreSQL leaves the key out of
+# the error detail when the referenced table has row-level security, so the name is the source.
+_FOREIGN_KEYS = {
+    "customer_chain_id_fkey": "chain_id",
+    "contact_customer_id_fkey": "customer_id",
+}
 _KEY_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=\((?P<vals>.*)\)")
 
 
@@ -70,7 +76,7 @@ def _from_database(exc: psycopg.Error) -> tuple[int, str, str, dict[str, Any], d
         return 409, "/problems/duplicate", f"A resource with this {field} already exists.", {"field": field}, {}
     if isinstance(exc, pg.ForeignKeyViolation):
         match = _KEY_DETAIL.search(diag.message_detail or "")
-        field = match.group("cols") if match else constraint
+        field = _FOREIGN_KEYS.get(constraint) or (match.group("cols") if match else constraint)
         if "still referenced" in (diag.message_detail or ""):
             return 409, "/problems/still-referenced", "Other resources still refer to this one.", {}, {}
         return 422, "/problems/reference-not-found", f"The referenced {field} does not exist.", {

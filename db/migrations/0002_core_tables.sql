@@ -123,8 +123,8 @@ begin
     else
         row_data := to_jsonb(new);
         event_type := aggregate || '.updated';
-        if aggregate = 'customer' and new.status = 'ARCHIVED' and old.status <> 'ARCHIVED' then
-            event_type := 'customer.archived';
+        if row_data ->> 'status' = 'ARCHIVED' and to_jsonb(old) ->> 'status' <> 'ARCHIVED' then
+            event_type := aggregate || '.archived';
         end if;
     end if;
     insert into outbox (aggregatetype, aggregateid, type, payload, correlation_id, actor)

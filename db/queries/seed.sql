@@ -44,17 +44,17 @@ insert into customer (
 )
 select
     'K-' || (100000 + g),
-    w.kinds[1 + g % 10] || ' ' || w.names[1 + (g / 10) % 20] || ' ' || w.cities[1 + (g / 200) % 14]
+    w.kinds[1 + mod(g, 10)] || ' ' || w.names[1 + mod(g / 10, 20)] || ' ' || w.cities[1 + mod(g / 200, 14)]
         || case when g > 2800 then ' ' || g else '' end,
     (array['RESTAURANT', 'RESTAURANT', 'RESTAURANT', 'HOTEL', 'CANTEEN', 'RESTAURANT', 'RESTAURANT',
-           'RESTAURANT', 'CATERING', 'OTHER'])[1 + g % 10]::customer_type,
-    (array['LEAD', 'PROSPECT', 'ACTIVE', 'ACTIVE', 'ACTIVE', 'INACTIVE'])[1 + g % 6]::customer_status,
-    case when g % 4 = 0 then ch.ids[1 + (g / 4) % 3] end,
-    w.reps[1 + g % 5],
-    (array['Hauptstraße', 'Bahnhofstraße', 'Marktplatz', 'Kirchgasse', 'Seestraße'])[1 + g % 5] || ' ' || (1 + g % 120),
-    lpad(((10000 + g * 37) % 90000 + 10000)::text, 5, '0'),
-    w.cities[1 + (g / 200) % 14],
-    w.countries[1 + (g / 200) % 14]
+           'RESTAURANT', 'CATERING', 'OTHER'])[1 + mod(g, 10)]::customer_type,
+    (array['LEAD', 'PROSPECT', 'ACTIVE', 'ACTIVE', 'ACTIVE', 'INACTIVE'])[1 + mod(g, 6)]::customer_status,
+    case when mod(g, 4) = 0 then ch.ids[1 + mod(g / 4, 3)] end,
+    w.reps[1 + mod(g, 5)],
+    (array['Hauptstraße', 'Bahnhofstraße', 'Marktplatz', 'Kirchgasse', 'Seestraße'])[1 + mod(g, 5)] || ' ' || (1 + mod(g, 120)),
+    lpad((mod(10000 + g * 37, 90000) + 10000)::text, 5, '0'),
+    w.cities[1 + mod(g / 200, 14)],
+    w.countries[1 + mod(g / 200, 14)]
 from generate_series(1, :customers) as g
 cross join words as w
 cross join chains as ch
@@ -72,13 +72,13 @@ insert into contact (
 )
 select
     c.id,
-    (array['Lukas', 'Marie', 'Felix', 'Hannah', 'Paul', 'Mia', 'Elias', 'Emma'])[1 + abs(hashtext(c.customer_number)) % 8],
-    (array['Müller', 'Schneider', 'Hoffmann', 'Koch', 'Richter', 'Klein', 'Wolf', 'Neumann'])[1 + abs(hashtext(c.id::text)) % 8],
+    (array['Lukas', 'Marie', 'Felix', 'Hannah', 'Paul', 'Mia', 'Elias', 'Emma'])[1 + mod(abs(hashtext(c.customer_number)), 8)],
+    (array['Müller', 'Schneider', 'Hoffmann', 'Koch', 'Richter', 'Klein', 'Wolf', 'Neumann'])[1 + mod(abs(hashtext(c.id::text)), 8)],
     'HEAD_CHEF',
     'kueche.' || lower(replace(c.customer_number, '-', '')) || '@example.com',
-    '+49 89 ' || (1000000 + abs(hashtext(c.customer_number)) % 8999999)
+    '+49 89 ' || (1000000 + mod(abs(hashtext(c.customer_number)), 8999999))
 from customer as c
-where c.customer_number like 'K-1%'
+where starts_with(c.customer_number, 'K-1')
   and not exists (
       select 1
       from contact as ct
