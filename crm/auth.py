@@ -24,6 +24,7 @@ from connexion.exceptions import OAuthProblem, OAuthScopeProblem
 from connexion.security import BearerSecurityHandler
 
 from crm.context import request_info
+from crm.errors import ServiceUnavailable
 from crm.settings import get_settings
 
 ROLES = ("admin", "sales_manager", "sales_rep", "chain_manager", "integration")
@@ -39,6 +40,27 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "chain_manager": frozenset(_READ | {"customers:write", "contacts:write"}),
     "integration": frozenset(),
 }
+# Cook&Fresh products and sample requests. Who may move a request to which state is decided per
+# transition in db/samples.py: samples:approve (approve, reject, quota override), samples:ship
+# (ship, deliver); submit, cancel and close need the requester or samples:approve.
+_SAMPLES = frozenset({"products:read", "samples:read", "samples:write", "samples:transition"})
+_SAMPLE_SCOPES: dict[str, frozenset[str]] = {
+    "admin": _SAMPLES | {"products:write", "samples:approve", "samples:ship"},
+    "sales_manager": _SAMPLES | {"samples:approve"},
+    "sales_rep": _SAMPLES,
+    "chain_manager": _SAMPLES,
+    "integration": frozenset({"products:read", "samples:read", "samples:transition", "samples:ship"}),
+}
+ROLE_SCOPES = {role: scopes | _SAMPLE_SCOPES.get(role, frozenset()) for role, scopes in ROLE_SCOPES.items()}
+# Custom fields: definitions are read by every customer role and changed by admins and sales
+# managers only; values and the search need the customer scopes (customers:read / customers:write).
+_FIELD_SCOPES: dict[str, frozenset[str]] = {
+    "admin": frozenset({"fields:read", "fields:write"}),
+    "sales_manager": frozenset({"fields:read", "fields:write"}),
+    "sales_rep": frozenset({"fields:read"}),
+    "chain_manager": frozenset({"fields:read"}),
+}
+ROLE_SCOPES = {role: scopes | _FIELD_SCOPES.get(role, frozenset()) for role, scopes in ROLE_SCOPES.items()}
 ALL_CHAINS_ROLES = frozenset({"admin", "sales_manager", "sales_rep"})
 
 
@@ -51,10 +73,13 @@ class Principal:
 
     @property
     def db_scope(self) -> str:
-        """``all`` rows, the rows of ``chains`` in :attr:`chain_ids`, or ``none``."""
+        """``all`` rows, the rows of ``chains`` in :attr:`chain_ids`, ``fulfilment`` (the
+        integration role: approved sample requests, nothing of customers), or ``none``."""
         if ALL_CHAINS_ROLES & set(self.roles):
             return "all"
-        return "chains" if "chain_manager" in self.roles else "none"
+        if "chain_manager" in self.roles:
+            return "chains"
+        return "fulfilment" if "integration" in self.roles else "none"
 
 
 SYSTEM = Principal(sub="system", roles=("admin",), scopes=ROLE_SCOPES["admin"])
@@ -94,7 +119,9 @@ def issue_token(
 
 @cache
 def _jwks_client(url: str) -> jwt.PyJWKClient:
-    return jwt.PyJWKClient(url, cache_keys=True, lifespan=300)
+    # The key set is cached for 5 minutes and refetched for an unknown kid. No per-kid cache
+    # (cache_keys): it never expires, so a key withdrawn from the JWKS would stay trusted.
+    return jwt.PyJWKClient(url, cache_keys=False, lifespan=300)
 
 
 def _invalid(detail: str) -> OAuthProblem:
@@ -121,6 +148,9 @@ async def decode_token(token: str) -> Principal:
             options={"require": ["sub", "exp", "iss", "aud"]},
             leeway=30,
         )
+    except jwt.PyJWKClientConnectionError:
+        # The key server is down: the token may be fine, so this is not the client's fault.
+        raise ServiceUnavailable("The signing keys cannot be fetched right now.", retry_after=10) from None
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise _invalid(f"The bearer token is not valid: {exc}") from None
     roles = claims.get("roles", [])

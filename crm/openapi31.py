@@ -11,6 +11,9 @@ This module closes the gap in one place:
   and responses. Compiled validators are cached per schema object, never rebuilt per request.
   Form bodies keep Connexion's own validators (the API speaks JSON).
 * :class:`URIParser31` coerces query/path parameters declared as ``type: [T, "null"]`` to ``T``.
+* ``pattern`` is matched with ECMA-262 semantics, as JSON Schema prescribes (:mod:`crm.ecma262`).
+* JSON request bodies are decoded as UTF-8 whatever ``charset`` says (RFC 8259); bytes that are
+  not UTF-8, over-deep nesting and unpaired surrogate escapes give 400 instead of a 500.
 * Validation failures raise :class:`ValidationProblem`, a 400 ``BadRequestProblem`` whose problem
   body carries ``errors: [{field, message}]`` (see :func:`error_list`).
 
@@ -32,6 +35,7 @@ importing this module under any other version fails):
 
 from __future__ import annotations
 
+import json
 import logging
 import typing as t
 from importlib.metadata import version
@@ -43,7 +47,7 @@ from connexion.context import operation
 from connexion.datastructures import MediaTypeDict
 from connexion.decorators import parameter as _parameter_decorator
 from connexion.decorators.response import BaseResponseDecorator
-from connexion.exceptions import BadRequestProblem, ExtraParameterProblem, InvalidSpecification
+from connexion.exceptions import BadRequestProblem, ExtraParameterProblem, InvalidSpecification, ProblemException
 from connexion.spec import OpenAPISpecification
 from connexion.uri_parsing import OpenAPIURIParser
 from connexion.utils import extract_content_type, is_json_mimetype, split_content_type
@@ -58,12 +62,17 @@ from jsonschema.validators import extend
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from referencing.exceptions import PointerToNowhere, Unresolvable
 
+from crm import ecma262
+
 __all__ = ["VALIDATOR_MAP_31", "URIParser31", "ValidationProblem", "add_api", "error_list"]
 
 if version("connexion") != "3.3.0":  # pragma: no cover - guards the patches below
     raise RuntimeError(f"crm.openapi31 patches connexion 3.3.0 internals, found {version('connexion')}")
 
 logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+"""Request bodies beyond this are refused with 413 while they are read, before any parsing."""
 
 # Only the formats we rely on; FormatChecker raises KeyError at import if a checker is unavailable.
 FORMAT_CHECKER = FormatChecker(formats=("date", "date-time", "uuid", "email"))
@@ -74,8 +83,8 @@ def _write_only(validator, write_only, instance, schema):
         yield ValidationError("Property is write-only")
 
 
-RequestValidator = Draft202012Validator
-ResponseValidator = extend(Draft202012Validator, {"writeOnly": _write_only})
+RequestValidator = extend(Draft202012Validator, {"pattern": ecma262.pattern})
+ResponseValidator = extend(Draft202012Validator, {"writeOnly": _write_only, "pattern": ecma262.pattern})
 
 _cache: dict[tuple[t.Any, int], tuple[t.Any, t.Any]] = {}
 
@@ -111,6 +120,21 @@ def error_list(errors: t.Iterable[ValidationError], root: str = "") -> list[dict
             parts += [p for p in error.validator_value if error.message.startswith(repr(p))][:1]
         result.append({"field": ".".join(p for p in parts if p) or "body", "message": error.message})
     return result
+
+
+def _nul_fields(value: t.Any, path: str = "") -> list[str]:
+    """Dotted paths of the strings (keys included) in ``value`` that contain U+0000."""
+    if isinstance(value, str):
+        return [path or "body"] if "\x00" in value else []
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            found += [child] if "\x00" in key else _nul_fields(item, child)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _nul_fields(item, f"{path}.{index}" if path else str(index))
+    return found
 
 
 class ValidationProblem(BadRequestProblem):
@@ -156,6 +180,45 @@ class JSONRequestBodyValidator31(JSONRequestBodyValidator):
     @property
     def _validator(self):
         return _compiled(self._schema)
+
+    async def _parse(self, stream: t.AsyncGenerator[bytes, None], scope: t.Any) -> t.Any:
+        """JSON text is UTF-8 (RFC 8259 §8.1; a ``charset`` parameter has no effect, §11), which is
+        also how the handler's body is decoded. Bytes that are not UTF-8, JSON nested too deeply
+        to parse and unpaired surrogate escapes (``"\\ud800"``: valid JSON, but no text that can be
+        stored) are a 400 — each escaped as a 500 before."""
+        chunks, size = [], 0
+        async for chunk in stream:
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise ProblemException(
+                    status=413, title="Payload too large",
+                    detail=f"The request body is larger than {MAX_BODY_BYTES} bytes.",
+                )
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequestProblem(
+                detail=f"The request body is not valid UTF-8 (byte {exc.start}); JSON must be sent as UTF-8."
+            ) from None
+        if not text:
+            return None
+        try:
+            body = json.loads(text)
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except json.JSONDecodeError as exc:
+            raise BadRequestProblem(detail=f"The request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequestProblem(detail="The request body is nested too deeply.") from None
+        except UnicodeEncodeError:
+            raise BadRequestProblem(
+                detail="The request body contains an unpaired surrogate escape (\\ud800-\\udfff)."
+            ) from None
+        nul = _nul_fields(body)
+        if nul:  # no text column can store U+0000; say where it is rather than fail in the database
+            raise ValidationProblem([{"field": f, "message": "must not contain the NUL character"} for f in nul])
+        return body
 
     def _validate(self, body: t.Any) -> None:
         if not self._nullable and body is None:

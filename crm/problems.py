@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 import psycopg
-from connexion.exceptions import ProblemException
+from connexion.exceptions import OAuthScopeProblem, ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from psycopg import errors as pg
 from psycopg_pool import PoolTimeout
@@ -52,18 +52,27 @@ _TYPES = {
     403: "/problems/forbidden",
     404: "/problems/not-found",
     405: "/problems/method-not-allowed",
+    413: "/problems/payload-too-large",
     415: "/problems/unsupported-media-type",
 }
 # Business keys behind unique constraints, for a 409 that names what clashed.
 _UNIQUE_KEYS = {
     "customer_number_unique": "customer_number",
     "chain_name_unique_idx": "name",
+    "product_sku_unique": "sku",
+    "sample_item_product_unique": "product_id",
+    "field_definition_pkey": "key",
 }
 # Foreign keys by constraint name → the API field that refers. PostgreSQL leaves the key out of
 # the error detail when the referenced table has row-level security, so the name is the source.
 _FOREIGN_KEYS = {
     "customer_chain_id_fkey": "chain_id",
     "contact_customer_id_fkey": "customer_id",
+    "sample_request_customer_id_fkey": "customer_id",
+    "sample_request_chain_id_fkey": "chain_id",
+    "sample_item_request_id_fkey": "sample_request_id",
+    "sample_item_product_id_fkey": "product_id",
+    "sample_request_history_request_id_fkey": "sample_request_id",
 }
 _KEY_DETAIL = re.compile(r"Key \((?P<cols>[^)]*)\)=\((?P<vals>.*)\)")
 
@@ -137,16 +146,21 @@ async def handle(request: ConnexionRequest, exc: Exception) -> ConnexionResponse
     if isinstance(exc, ProblemException):
         status = exc.status
         extra = dict(exc.ext or {})
+        headers = dict(exc.headers or {})
         title = _TITLES.get(status, exc.title or "Error")
         type_ = exc.type if exc.type and exc.type != "about:blank" else _TYPES.get(status, "about:blank")
         if status >= 500:
             log.error("problem %s: %s", status, exc.detail)
-        return problem_response(request, status, type_, title, str(exc.detail or title), extra, exc.headers)
+        return problem_response(request, status, type_, title, str(exc.detail or title), extra, headers)
     if isinstance(exc, HTTPException):
         status = exc.status_code
+        headers, extra = dict(exc.headers or {}), {}
+        if isinstance(exc, OAuthScopeProblem):  # RFC 6750 §3.1
+            headers["WWW-Authenticate"] = 'Bearer error="insufficient_scope"'
+            extra["required_scopes"] = list(exc.required_scopes)
         return problem_response(
             request, status, _TYPES.get(status, "about:blank"), _TITLES.get(status, "Error"),
-            str(exc.detail), None, dict(exc.headers or {}),
+            str(exc.detail), extra, headers,
         )
     if isinstance(exc, psycopg.Error):
         status, type_, detail, extra, headers = _from_database(exc)

@@ -66,6 +66,7 @@ async def transaction(principal: Principal) -> AsyncIterator[AsyncConnection]:
     async with pool().connection() as conn, conn.transaction():
         await queries.set_claims(
             conn,
+            role="crm_api_all" if principal.db_scope == "all" else "crm_api",
             scope=principal.db_scope,
             chain_ids=",".join(principal.chain_ids),
             sub=principal.sub,
