@@ -166,7 +166,9 @@ def setup(stack: contextlib.ExitStack, tmp: Path, args: argparse.Namespace) -> T
     base_url = f"http://127.0.0.1:{port}"
     server.wait_ready(api, base_url, work_dir / "gunicorn.log")
     token = issue_token(TOKEN_SUB, ["admin"], expires_in=3600)
-    claims = pgbench.Claims(role="crm_api_all", scope="all", chain_ids="", sub=TOKEN_SUB, correlation_id=str(uuid.uuid4()))
+    claims = pgbench.Claims(
+        role="crm_api_all", scope="all", chain_ids="", sub=TOKEN_SUB, correlation_id=str(uuid.uuid4())
+    )
     meter = cpu.CpuMeter(api.pid, cpu.postmaster_pid(database.pgdata))
     target = Target(wrk_path, base_url, token, dsn, work_dir, ids_file, claims, meter)
     smoke_check(target, ids[0])
