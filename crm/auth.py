@@ -25,7 +25,7 @@ from connexion.security import BearerSecurityHandler
 
 from crm.context import request_info
 from crm.errors import ServiceUnavailable
-from crm.settings import get_settings
+from crm.settings import Settings, get_settings
 
 ROLES = ("admin", "sales_manager", "sales_rep", "chain_manager", "integration")
 
@@ -61,6 +61,13 @@ _FIELD_SCOPES: dict[str, frozenset[str]] = {
     "chain_manager": frozenset({"fields:read"}),
 }
 ROLE_SCOPES = {role: scopes | _FIELD_SCOPES.get(role, frozenset()) for role, scopes in ROLE_SCOPES.items()}
+# Events: the feed and consumer checkpoints (events:read), webhook subscriptions. Integrations
+# manage their own subscriptions (row-level security by owner), admins every subscription.
+_EVENT_SCOPES: dict[str, frozenset[str]] = {
+    "admin": frozenset({"events:read", "webhooks:read", "webhooks:write"}),
+    "integration": frozenset({"events:read", "webhooks:read", "webhooks:write"}),
+}
+ROLE_SCOPES = {role: scopes | _EVENT_SCOPES.get(role, frozenset()) for role, scopes in ROLE_SCOPES.items()}
 ALL_CHAINS_ROLES = frozenset({"admin", "sales_manager", "sales_rep"})
 
 
@@ -128,9 +135,30 @@ def _invalid(detail: str) -> OAuthProblem:
     return OAuthProblem(detail=detail)
 
 
+# Verified tokens, briefly: a client sends the same token with every request, and verifying it
+# costs more than the rest of a simple read. Entries live until the token's `exp`, at most
+# TOKEN_CACHE_SECONDS (so a key withdrawn from the JWKS stops working within that time), and are
+# keyed by the settings too (another issuer, audience or key source never sees old entries).
+TOKEN_CACHE_SECONDS = 60
+TOKEN_CACHE_SIZE = 10_000
+_verified: dict[tuple[str, object], tuple[float, Principal]] = {}
+
+
 async def decode_token(token: str) -> Principal:
     """Verify a token and return its principal; any defect raises a 401 problem."""
     settings = get_settings()
+    now = time.time()
+    hit = _verified.get((token, settings))
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    principal, expires = await _verify(token, settings)
+    if len(_verified) >= TOKEN_CACHE_SIZE:
+        _verified.clear()
+    _verified[(token, settings)] = (min(expires, now + TOKEN_CACHE_SECONDS), principal)
+    return principal
+
+
+async def _verify(token: str, settings: Settings) -> tuple[Principal, float]:
     try:
         if settings.jwt_jwks_url:
             # The JWKS fetch blocks; keep it off the event loop.
@@ -169,12 +197,13 @@ async def decode_token(token: str) -> Principal:
     scope_claim = claims.get("scope")
     if scope_claim is not None and not isinstance(scope_claim, str):
         raise _invalid("The token's scope claim must be a space-separated string.")
-    return Principal(
+    principal = Principal(
         sub=sub,
         roles=tuple(roles),
         chain_ids=tuple(chain_ids),
         scopes=scopes_for(tuple(roles), scope_claim),
     )
+    return principal, float(claims["exp"])
 
 
 class JWTBearerHandler(BearerSecurityHandler):

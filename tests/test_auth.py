@@ -187,6 +187,12 @@ class TestAcceptedTokens:
         old = hs_token(iss="kundenmanagement", aud="kundenmanagement-api")
         assert_unauthorized(client.get(CUSTOMERS, headers=bearer(old)))
 
+    def test_a_verified_token_is_not_reused_under_other_settings(self, client, env_settings):
+        token = hs_token(iss="kundenmanagement", aud="kundenmanagement-api")
+        assert client.get(CUSTOMERS, headers=bearer(token)).status_code == 200  # verified and remembered
+        env_settings("JWT_ISSUER", "https://login.example.test/")
+        assert_unauthorized(client.get(CUSTOMERS, headers=bearer(token)))
+
     def test_audience_list_containing_ours_is_accepted(self, client):
         token = hs_token(aud=["another-api", get_settings().jwt_audience])
         assert client.get(CUSTOMERS, headers=bearer(token)).status_code == 200
@@ -728,7 +734,9 @@ class TestJWKSRotation:
         assert response.status_code == 200, response.text
         assert jwks.fetches == 2
 
-        # the old key is no longer published: its tokens are refused from now on
+        # the old key is no longer published: its tokens are refused from now on (one verified
+        # before is remembered for crm.auth.TOKEN_CACHE_SECONDS at most; forgetting stands in for that)
+        crm.auth._verified.clear()
         assert_unauthorized(client.get(CUSTOMERS, headers=bearer(_signed(old, "RS256", "2024-01"))))
 
     def test_overlapping_keys_during_rotation(self, client, jwks, rsa_keys):

@@ -1,4 +1,4 @@
--- name: set_claims^
+-- name: set_claims!
 select
     set_config('role', :role, true),
     set_config('crm.scope', :scope, true),
