@@ -16,7 +16,7 @@ install: $(STAMP)
 
 ## make run: install, start the embedded PostgreSQL, migrate, seed demo data, serve on HOST:PORT
 run: install
-	$(BIN)/crm serve --seed
+	WEBHOOK_ALLOW_PRIVATE=$${WEBHOOK_ALLOW_PRIVATE:-1} $(BIN)/crm serve --seed
 
 ## make test: install and run every check (lint, migrations lint, unit + integration, contract)
 test: install lint squawk
@@ -32,9 +32,10 @@ squawk: install
 	  else $(BIN)/squawk --assume-in-transaction $$f || exit 1; fi; \
 	done
 
-## make bench: 100k customers, wrk against gunicorn vs pgbench on the same SQL
+## make bench: 100k customers, wrk against gunicorn vs pgbench on the same SQL; then events/webhooks
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.events --rate 50
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache

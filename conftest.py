@@ -15,7 +15,12 @@ os.environ.setdefault("JWT_SECRET", "test-secret-" + "x" * 32)
 os.environ.pop("JWT_JWKS_URL", None)
 os.environ.pop("DATABASE_URL", None)
 
-TABLES = ("idempotency_key", "outbox", "contact", "customer", "chain")
+TABLES = (
+    "webhook_delivery", "webhook_subscription", "event_consumer", "outbox_retention",
+    "idempotency_key", "outbox", "sample_request_history", "sample_item", "sample_request", "product",
+    "customer_hot", "field_job", "field_definition",
+    "contact", "customer", "chain",
+)
 
 
 @pytest.fixture(scope="session")

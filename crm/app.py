@@ -23,12 +23,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crm import openapi31, problems
 from crm.auth import JWTBearerHandler
 from crm.context import CorrelationMiddleware, OperationMiddleware
 from crm.settings import get_settings
-from crm.spec import bundle
+from crm.spec import allowed_methods, bundle, concrete_paths
 from db.pool import close_pool, open_pool
 
 SWAGGER_STATIC = Path(swagger_ui.__file__).parent / "static"
@@ -49,6 +50,21 @@ DOCS_HTML = """<!doctype html>
 </body>
 </html>
 """
+
+
+class ConcretePathMethods:
+    """Placed before routing. OpenAPI matches concrete paths before templated ones, so a method a
+    concrete path lacks is a 405 there (``GET /api/v1/customers/search``), not a call of its
+    templated sibling (``GET /api/v1/customers/{customer_id}`` with the id ``search``)."""
+
+    def __init__(self, app: ASGIApp, paths: dict[str, frozenset[str]]) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in self.paths.get(scope["path"], {scope["method"]}):
+            raise HTTPException(405)
+        await self.app(scope, receive, send)
 
 
 def create_app(database_url: str | None = None) -> connexion.AsyncApp:
@@ -94,8 +110,17 @@ def create_app(database_url: str | None = None) -> connexion.AsyncApp:
     )
     app.add_middleware(CorrelationMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(OperationMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
+    app.add_middleware(ConcretePathMethods, position=MiddlewarePosition.BEFORE_ROUTING, paths=concrete_paths(spec))
+    allow = allowed_methods(spec)
+
+    async def handle_error(request, exc: Exception):
+        # 405: the router names only the first matching operation's method; list the path item's.
+        if isinstance(exc, HTTPException) and exc.status_code == 405 and (methods := allow(request.url.path)):
+            exc.headers = {**(exc.headers or {}), "Allow": methods}
+        return await problems.handle(request, exc)
+
     for exc_class in (Exception, ProblemException, HTTPException):
-        app.add_error_handler(exc_class, problems.handle)
+        app.add_error_handler(exc_class, handle_error)
     return app
 
 

@@ -108,14 +108,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ],
             env=env,
         )
+        # The webhook relay runs beside the API and stops with it (``--no-relay`` leaves it out).
+        relay = None if args.no_relay else subprocess.Popen(
+            [sys.executable, "-m", "crm.cli", "relay"], env=env
+        )
 
         def forward(signum: int, _frame: object) -> None:
             gunicorn.send_signal(signal.SIGTERM)
+            if relay is not None and relay.poll() is None:
+                relay.send_signal(signal.SIGTERM)
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
         code = gunicorn.wait()
+        if relay is not None:
+            if relay.poll() is None:
+                relay.send_signal(signal.SIGTERM)
+            try:
+                relay.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                relay.kill()
     return code
+
+
+def cmd_relay(_args: argparse.Namespace) -> int:
+    """``crm relay``: deliver outbox events to webhook subscriptions until SIGTERM/SIGINT."""
+    import asyncio
+    import logging
+
+    from crm.relay import run_relay
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per delivery
+    with database() as dsn:
+        asyncio.run(run_relay(dsn))
+    return 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -135,6 +162,28 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fields(args: argparse.Namespace) -> int:
+    """``crm fields backfill``: run the open field jobs (make hot / cold, archive) to the end,
+    printing progress; a job interrupted before continues where it stopped."""
+    import asyncio
+
+    from db.field_jobs import Progress, run_jobs
+    from db.migrate import migrate
+
+    def show(p: Progress) -> None:
+        total = f"/{p.total:,}" if p.total is not None else ""
+        print(f"job {p.job_id} {p.action} {p.key}: {p.phase} {p.processed:,}{total} customers", flush=True)
+
+    with database() as dsn:
+        migrate(dsn)
+        outcomes = asyncio.run(run_jobs(dsn, key=args.key, batch_size=args.batch_size, on_progress=show))
+    for job_id, outcome in outcomes.items():
+        print(f"job {job_id}: {outcome}")
+    if not outcomes:
+        print("no open field jobs")
+    return 1 if "FAILED" in outcomes.values() else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crm", description="Kundenmanagement API")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="migrate and serve the API with gunicorn")
     serve.add_argument("--seed", action="store_true", help="load the demo data first (idempotent)")
     serve.add_argument("--customers", type=int, default=200, help="demo customers to seed")
+    serve.add_argument("--no-relay", action="store_true", help="do not start the webhook relay beside the API")
     serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("relay", help="deliver events to webhook subscriptions (crm serve starts it)").set_defaults(
+        func=cmd_relay
+    )
 
     sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
 
@@ -158,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--expires-in", type=int, default=8 * 3600, metavar="SECONDS")
     token.add_argument("--scope", help="space-separated scopes narrowing what the roles grant")
     token.set_defaults(func=cmd_token)
+
+    fields = sub.add_parser("fields", help="custom fields: run the jobs that make fields hot or cold")
+    fields.add_argument("action", choices=["backfill"])
+    fields.add_argument("--key", help="only the jobs of this field")
+    fields.add_argument("--batch-size", type=int, metavar="CUSTOMERS", help="customers per batch (default 5000)")
+    fields.set_defaults(func=cmd_fields)
 
     db = sub.add_parser("db", help="start or stop the embedded PostgreSQL")
     db.add_argument("action", choices=["start", "stop"])

@@ -55,6 +55,7 @@ def idempotent(operation: str) -> Callable[[Handler], Handler]:
                 return ConnexionResponse(
                     status_code=stored["status"],
                     mimetype="application/json",
+                    content_type="application/json",
                     body=json.dumps(stored["body"]),
                     headers=headers,
                 )

@@ -10,7 +10,8 @@ This module closes the gap in one place:
 * :data:`VALIDATOR_MAP_31` holds Draft 2020-12 validators for parameters, JSON request bodies
   and responses. Compiled validators are cached per schema object, never rebuilt per request.
   Form bodies keep Connexion's own validators (the API speaks JSON).
-* :class:`URIParser31` coerces query/path parameters declared as ``type: [T, "null"]`` to ``T``.
+* :class:`URIParser31` coerces query/path parameters declared as ``type: [T, "null"]`` to ``T``,
+  and restates ``format: date-time`` ones in UTC (PostgreSQL refuses offsets beyond ±15:59).
 * ``pattern`` is matched with ECMA-262 semantics, as JSON Schema prescribes (:mod:`crm.ecma262`).
 * JSON request bodies are decoded as UTF-8 whatever ``charset`` says (RFC 8259); bytes that are
   not UTF-8, over-deep nesting and unpaired surrogate escapes give 400 instead of a 500.
@@ -38,6 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import typing as t
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -122,6 +124,15 @@ def error_list(errors: t.Iterable[ValidationError], root: str = "") -> list[dict
     return result
 
 
+def _json_number(literal: str) -> int | float:
+    """A JSON number with a fraction or exponent, as ``json.loads`` hands it over (``parse_float``).
+    JSON Schema counts ``136.0`` and ``1e2`` as integers, so validation lets them through where an
+    ``integer`` is asked for; handlers get them as ``int``, since a ``float`` there failed (a list
+    slice, a ``bigint`` parameter). ``number`` fields take an ``int`` just as well."""
+    value = float(literal)
+    return int(value) if value.is_integer() else value
+
+
 def _nul_fields(value: t.Any, path: str = "") -> list[str]:
     """Dotted paths of the strings (keys included) in ``value`` that contain U+0000."""
     if isinstance(value, str):
@@ -159,6 +170,8 @@ class ParameterValidator31(ParameterValidator):
     @staticmethod
     def validate_parameter(parameter_type, value, param, param_name=None):
         name = param_name or param["name"]
+        if value is not None and _nul_fields(value):  # as in bodies: no column can store U+0000
+            raise ValidationProblem([{"field": name, "message": "must not contain the NUL character"}])
         if value is not None:
             _raise_if_invalid(_compiled(param.get("schema")), value, root=name)
         elif param.get("required"):
@@ -205,7 +218,7 @@ class JSONRequestBodyValidator31(JSONRequestBodyValidator):
         if not text:
             return None
         try:
-            body = json.loads(text)
+            body = json.loads(text, parse_float=_json_number)
             json.dumps(body, ensure_ascii=False).encode("utf-8")
         except json.JSONDecodeError as exc:
             raise BadRequestProblem(detail=f"The request body is not valid JSON: {exc}") from None
@@ -276,11 +289,37 @@ def _single_type(definition: dict) -> dict:
     return _cached("param", definition, build)
 
 
+def _utc_date_time(value: str) -> str:
+    """An RFC 3339 ``date-time`` restated in UTC (``...Z``); anything else unchanged (validation
+    reports it). PostgreSQL refuses offsets beyond ±15:59, which RFC 3339 allows (``-21:01`` gave
+    a 422). An instant that leaves the years 1–9999 on its way to UTC becomes the nearest end,
+    which keeps its meaning as a bound of a filter."""
+    try:
+        parsed = datetime.fromisoformat(value.upper())  # RFC 3339 allows a lowercase "t" and "z"
+    except ValueError:
+        return value
+    if parsed.tzinfo is None:
+        return value
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        utc = (datetime.min if parsed.year == 1 else datetime.max).replace(tzinfo=UTC)
+    return utc.isoformat().replace("+00:00", "Z")
+
+
 class URIParser31(OpenAPIURIParser):
-    """Query/path parsing that coerces ``type: [T, "null"]`` parameters to ``T`` (or ``None``)."""
+    """Query/path parsing that coerces ``type: [T, "null"]`` parameters to ``T`` (or ``None``)
+    and restates ``format: date-time`` values in UTC (:func:`_utc_date_time`)."""
 
     def __init__(self, param_defns, body_defn):
         super().__init__([_single_type(p) for p in param_defns], body_defn)
+
+    def resolve_params(self, params, _in):
+        resolved = super().resolve_params(params, _in)
+        for name, value in resolved.items():
+            if isinstance(value, str) and self.param_schemas.get(name, {}).get("format") == "date-time":
+                resolved[name] = _utc_date_time(value)
+        return resolved
 
 
 _get_val_from_param = _parameter_decorator._get_val_from_param

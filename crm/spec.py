@@ -15,6 +15,8 @@ self-contained document, so :func:`bundle` turns it into one:
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -114,3 +116,42 @@ class _Bundler:
 def bundle(root_path: Path = ROOT_SPEC) -> dict[str, Any]:
     """Return the root document with every external reference resolved (see module docstring)."""
     return _Bundler(root_path).bundle()
+
+
+
+_HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def _methods(item: dict[str, Any]) -> list[str]:
+    methods = [m.upper() for m in _HTTP_METHODS if m in item]
+    if "GET" in methods and "HEAD" not in methods:
+        methods.append("HEAD")
+    return methods
+
+
+def allowed_methods(spec: dict[str, Any]) -> Callable[[str], str | None]:
+    """A lookup from a request path to the ``Allow`` header value of the document's path item
+    that matches it (``None`` when none does). ``HEAD`` is allowed wherever ``GET`` is; concrete
+    paths match before templated ones, as OpenAPI prescribes.
+
+    The router answers 405 with the methods of the first operation whose path matched, not of
+    the whole path item, so the 405 problem takes its ``Allow`` header from here.
+    """
+    index = []
+    for template, item in sorted(spec.get("paths", {}).items(), key=lambda entry: "{" in entry[0]):
+        pattern = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$")
+        index.append((pattern, ", ".join(_methods(item))))
+
+    def lookup(path: str) -> str | None:
+        return next((methods for pattern, methods in index if pattern.match(path)), None)
+
+    return lookup
+
+
+def concrete_paths(spec: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """The document's paths without templated segments, with their methods (``HEAD`` as above)."""
+    return {
+        template: frozenset(_methods(item))
+        for template, item in spec.get("paths", {}).items()
+        if "{" not in template
+    }

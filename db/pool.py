@@ -63,15 +63,14 @@ def pool() -> AsyncConnectionPool:
 @asynccontextmanager
 async def transaction(principal: Principal) -> AsyncIterator[AsyncConnection]:
     """A transaction carrying ``principal``'s claims; commits on success, rolls back on error."""
-    async with pool().connection() as conn, conn.transaction():
-        # Pipelined: BEGIN and the claims travel with the first query, one round trip instead of three.
-        async with conn.pipeline():
-            await queries.set_claims(
-                conn,
-                role="crm_api_all" if principal.db_scope == "all" else "crm_api",
-                scope=principal.db_scope,
-                chain_ids=",".join(principal.chain_ids),
-                sub=principal.sub,
-                correlation_id=correlation_id.get() or "",
-            )
-            yield conn
+    # Pipelined: BEGIN and the claims travel with the first query, one round trip instead of three.
+    async with pool().connection() as conn, conn.transaction(), conn.pipeline():
+        await queries.set_claims(
+            conn,
+            role="crm_api_all" if principal.db_scope == "all" else "crm_api",
+            scope=principal.db_scope,
+            chain_ids=",".join(principal.chain_ids),
+            sub=principal.sub,
+            correlation_id=correlation_id.get() or "",
+        )
+        yield conn
