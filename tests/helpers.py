@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg import sql
+
 PROBLEM = "application/problem+json"
 
 
@@ -35,4 +37,4 @@ def create_customer(client, headers, number: str = "K-100001", **fields) -> dict
 def count(db, table: str) -> int:
     allowed = {"chain", "customer", "contact", "outbox", "idempotency_key"}
     assert table in allowed
-    return db.execute(f"select count(*) as n from {table}").fetchone()["n"]  # table name from the set above
+    return db.execute(sql.SQL("select count(*) as n from {}").format(sql.Identifier(table))).fetchone()["n"]

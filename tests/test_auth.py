@@ -28,6 +28,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from psycopg import sql
 
 import crm.auth
 from crm.settings import get_settings
@@ -115,7 +116,7 @@ def hmac_token(header: dict[str, Any], payload: dict[str, Any], key: bytes) -> s
 
 def counts(db) -> dict[str, int]:
     return {
-        table: db.execute(f"select count(*) as n from {table}").fetchone()["n"]
+        table: db.execute(sql.SQL("select count(*) as n from {}").format(sql.Identifier(table))).fetchone()["n"]
         for table in ("chain", "customer", "contact", "outbox")
     }
 

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 import pytest
+from psycopg import sql
 
 CUSTOMERS = "/api/v1/customers"
 CHAINS = "/api/v1/chains"
@@ -63,7 +64,8 @@ def assert_bad_request(response, *fields: str, type_: str | None = None) -> dict
 
 
 def counts(db) -> dict[str, int]:
-    return {t: db.execute(f"select count(*) as n from {t}").fetchone()["n"] for t in TABLES}
+    query = sql.SQL("select count(*) as n from {}")
+    return {t: db.execute(query.format(sql.Identifier(t))).fetchone()["n"] for t in TABLES}
 
 
 def snapshot(db) -> dict[str, Any]:

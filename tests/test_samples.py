@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.helpers import assert_problem, create_chain, create_customer
 
@@ -159,7 +160,8 @@ def status_in_db(db, request_id: str) -> str:
 
 def counts(db) -> dict[str, int]:
     tables = ("sample_request", "sample_item", "sample_request_history", "outbox")
-    return {t: db.execute(f"select count(*) as n from {t}").fetchone()["n"] for t in tables}  # names from above
+    query = sql.SQL("select count(*) as n from {}")
+    return {t: db.execute(query.format(sql.Identifier(t))).fetchone()["n"] for t in tables}
 
 
 # --- create -------------------------------------------------------------------------------------
