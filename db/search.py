@@ -166,6 +166,8 @@ def _convert(col: Column, value: Any, path: str, errors: _Errors) -> Any:
         elif col.options is not None and value not in col.options:
             problem = f"is not an option of {col.key!r} ({', '.join(col.options)})"
     elif kind == "INTEGER":
+        if isinstance(value, float) and value.is_integer():  # JSON's 6.0 is the integer 6
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             problem = "must be an integer"
         elif abs(value) > 2**63 - 1:
@@ -448,10 +450,14 @@ def plan(body: dict[str, Any], states: list[dict[str, Any]], all_rows: bool = Tr
         except (ValueError, TypeError, ArithmeticError):
             raise InvalidCursor("The cursor does not fit this search; start again without it.") from None
         where.append(compiler.after(keys, values, last_id))
-    limit = compiler.param(body.get("limit", 50) + 1, "bigint")
+    limit = compiler.param(_limit(body) + 1, "bigint")
     view = "customer_search_all" if all_rows else "customer_search"
     return Plan(_statement(where, keys, limit, view), compiler.params, bound,
                 (*[f"s{i}" for i in range(len(keys))], "customer_id"))
+
+
+def _limit(body: dict[str, Any]) -> int:
+    return int(body.get("limit", 50))  # the schema's integer admits 6.0
 
 
 async def search_customers(principal: Principal, body: dict[str, Any]) -> bytes:
@@ -465,6 +471,6 @@ async def search_customers(principal: Principal, body: dict[str, Any]) -> bytes:
         states = [dict(r) async for r in queries.search_field_states(conn, keys=keys)] if keys else []
         compiled = plan(body, states, all_rows=principal.db_scope == "all")
         rows = await (await conn.execute(compiled.statement, compiled.params)).fetchall()
-    result = page(OPERATION, compiled.bound, rows, body.get("limit", 50), compiled.sort_columns)
+    result = page(OPERATION, compiled.bound, rows, _limit(body), compiled.sort_columns)
     return ('{"items": [' + ", ".join(result["items"]) + '], "next_cursor": '
             + json.dumps(result["next_cursor"]) + "}").encode()

@@ -409,6 +409,23 @@ class TestMakeHotBackfill:
         assert len(search(client, h, filter={"field": "seats", "op": "eq", "value": 7}, limit=200).json()["items"]) \
             == 23
 
+    def test_cli_runs_open_jobs_with_progress(self, client, auth, db, dsn, customers, monkeypatch, capsys):
+        from crm.cli import main
+        from crm.settings import get_settings
+
+        self._make_hot(client, auth, "seats")
+        monkeypatch.setenv("DATABASE_URL", dsn)
+        get_settings.cache_clear()
+        try:
+            assert main(["fields", "backfill", "--batch-size", "10"]) == 0
+        finally:
+            monkeypatch.delenv("DATABASE_URL")
+            get_settings.cache_clear()
+        out = capsys.readouterr().out
+        assert "job 1 MAKE_HOT seats: BACKFILL 10/23 customers" in out
+        assert "job 1: DONE" in out
+        assert client.get(f"{DEFS}/seats", headers=auth("admin")).json()["hot_status"] == "HOT"
+
     def test_background_run_after_an_api_change(self, client, auth, db, customers, monkeypatch):
         monkeypatch.setattr(field_jobs, "AUTO_RUN", True)
         self._make_hot(client, auth, "terrace")

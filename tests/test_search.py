@@ -133,6 +133,11 @@ class TestSearchOperators:
         assert numbers(world, r) == [6, 2, 5, 4, 3, 1]  # by name
         assert r.json()["next_cursor"] is None
 
+    def test_integral_numbers_written_with_a_fraction(self, client, auth, world):
+        r = post_search(client, auth("admin"), limit=2.0, filter={"field": "seats", "op": "eq", "value": 40.0})
+        assert numbers(world, r) == [6, 1]
+        assert r.json()["next_cursor"] is None
+
     def test_include_archived(self, client, auth, world):
         r = post_search(client, auth("admin"), filter={"field": "seats", "op": "eq", "value": 50},
                         include_archived=True)
