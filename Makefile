@@ -32,10 +32,12 @@ squawk: install
 	  else $(BIN)/squawk --assume-in-transaction $$f || exit 1; fi; \
 	done
 
-## make bench: 100k customers, wrk against gunicorn vs pgbench on the same SQL; then events/webhooks
+## make bench: 100k customers, wrk against gunicorn vs pgbench on the same SQL; then events/webhooks;
+## then Field-Bridge search at 10k/100k/1M customers (about 10 minutes cold)
 bench: install
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.events --rate 50
+	$(BIN)/python -m bench.fields
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache
