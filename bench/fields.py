@@ -286,8 +286,9 @@ def _parallel_projection(dsn: str, customers: int, streams: int = 2) -> None:
         try:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute("set session_replication_role = replica")
-                source = (f"(select * from customer where customer_number between 'B-{first:07d}' "
-                          f"and 'B-{last:07d}')")
+                source = sql.SQL("(select * from customer where customer_number between {} and {})").format(
+                    sql.Literal(f"B-{first:07d}"), sql.Literal(f"B-{last:07d}")
+                ).as_string(conn)
                 upsert = conn.execute("select crm_hot_upsert_sql(%s)", (source,)).fetchone()[0]
                 conn.execute(upsert)
         except psycopg.Error as exc:

@@ -10,6 +10,7 @@ import time
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from db import field_jobs
@@ -133,7 +134,7 @@ class TestTriggers:
             with db.transaction():
                 db.execute("select set_config('role', %s, true), set_config('crm.scope', %s, true), "
                            "set_config('crm.chain_ids', %s, true)", (role, scope, chains))
-                return db.execute(f"select count(*) as n from {view}").fetchone()["n"]  # view from this test
+                return db.execute(sql.SQL("select count(*) as n from {}").format(sql.Identifier(view))).fetchone()["n"]
 
         assert count("crm_api_all", "all", "customer_search_all") == 3
         assert count("crm_api", "all", "customer_search") == 3
