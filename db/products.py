@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from crm.auth import Principal
-from crm.conditional import check_if_match
-from crm.errors import Conflict, NotFound
+from crm.errors import Conflict
 from crm.pagination import decode_cursor, page
+from db import store
 from db.pool import queries, transaction
 
 PRODUCT_FIELDS = (
@@ -21,10 +21,6 @@ PRODUCT_FIELDS = (
 )
 DEFAULTS = {"brand": "Cook&Fresh", "allergens": [], "diet_tags": [], "sample_available": True,
             "max_sample_quantity": 5, "description": None}
-
-
-def _not_found(product_id: str) -> NotFound:
-    return NotFound(f"No product with id {product_id} exists.")
 
 
 async def list_products(principal: Principal, limit: int, cursor: str | None, **filters: Any) -> dict[str, Any]:
@@ -36,11 +32,7 @@ async def list_products(principal: Principal, limit: int, cursor: str | None, **
 
 
 async def get_product(principal: Principal, product_id: str) -> dict[str, Any]:
-    async with transaction(principal) as conn:
-        row = await queries.get_product(conn, id=product_id)
-    if row is None:
-        raise _not_found(product_id)
-    return row["body"]
+    return await store._get(principal, "product", "get_product", product_id)
 
 
 async def create_product(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
@@ -59,14 +51,5 @@ async def create_product(principal: Principal, body: dict[str, Any]) -> dict[str
 async def update_product(
     principal: Principal, product_id: str, if_match: list[str], changes: dict[str, Any]
 ) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for name in PRODUCT_FIELDS:
-        params[f"set_{name}"] = name in changes
-        params[name] = changes.get(name)
-    async with transaction(principal) as conn:
-        current = await queries.lock_product(conn, id=product_id)
-        if current is None:
-            raise _not_found(product_id)
-        check_if_match(if_match, current["etag"])
-        row = await queries.update_product(conn, id=product_id, **params)
-    return row["body"]
+    return await store._update(principal, "product", product_id, if_match, changes, PRODUCT_FIELDS,
+                               "lock_product", "update_product")
