@@ -7,12 +7,14 @@ where an operation needs more than one statement (lock, check the entity tag, ch
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from crm.auth import Principal
 from crm.conditional import check_if_match
 from crm.errors import Conflict, NotFound
 from crm.pagination import decode_cursor, page
+from db.fields import InvalidFieldValues
 from db.pool import queries, transaction
 
 MISSING = object()
@@ -139,9 +141,12 @@ async def get_customer(principal: Principal, customer_id: str) -> dict[str, Any]
 
 
 async def create_customer(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """Insert the customer and, in the same transaction, its custom field values: each checked
+    against its definition, and every required field must be given (all problems in one 422)."""
     values = _flatten_customer(body)
     params = {k: values.get(k) for k in ("customer_number", *CUSTOMER_FIELDS)}
     params["status"] = params["status"] or "LEAD"
+    patch = json.dumps(body.get("fields") or {})
     async with transaction(principal) as conn:
         row = await queries.insert_customer(conn, **params)
         if row is None:
@@ -150,6 +155,18 @@ async def create_customer(principal: Principal, body: dict[str, Any]) -> dict[st
                 f"A customer with customer_number {params['customer_number']} exists already.",
                 field="customer_number", existing_id=str(existing["id"]) if existing else None,
             )
+        customer_id = row["body"]["id"]
+        errors = [
+            {"field": f"fields.{e['field']}", "message": e["message"]}
+            async for e in queries.check_field_values(conn, id=customer_id, patch=patch)
+        ]
+        if errors:
+            raise InvalidFieldValues(
+                f"{len(errors)} field value(s) are not valid; the customer was not created.", errors=errors
+            )
+        if body.get("fields"):
+            await queries.update_customer_fields(conn, id=customer_id, patch=patch)
+            row = await queries.get_customer(conn, id=customer_id)
     return row["body"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from db import field_jobs
-from tests.field_helpers import DEFS, define, run_jobs, set_fields
+from tests.field_helpers import DEFS, SEARCH, define, make_hot, run_jobs, set_fields
 from tests.helpers import assert_problem, create_chain, create_customer
 
 
@@ -285,6 +285,45 @@ class TestArchiveFieldDefinition:
         assert assert_problem(r, 422)["errors"] == [{"field": "notes", "message": "is not a defined field"}]
 
 
+class TestCreateCustomerWithFields:
+    def test_values_are_stored_with_the_customer_and_projected(self, client, auth, db, dsn):
+        h = auth("sales_rep")
+        define(client, auth("admin"), "seats", "INTEGER", min=0)
+        define(client, auth("admin"), "days", "MULTI_ENUM", options=["MON", "TUE"])
+        make_hot(client, auth("admin"), dsn, "seats")
+        c = create_customer(client, h, fields={"seats": 40, "days": ["TUE"]})
+        assert c["fields"] == {"seats": 40, "days": ["TUE"]}
+        assert client.get(f"/api/v1/customers/{c['id']}", headers=h).json() == c
+        assert stored(db, c) == {"seats": 40, "days": ["TUE"]}
+        found = client.post(SEARCH, headers=h, json={"filter": {"field": "seats", "op": "eq", "value": 40}})
+        assert found.status_code == 200, found.text
+        assert [x["id"] for x in found.json()["items"]] == [c["id"]]
+
+    def test_all_errors_in_one_422_and_nothing_stored(self, client, auth, db):
+        h = auth("admin")
+        define(client, h, "seats", "INTEGER", min=0)
+        define(client, h, "cuisine", "ENUM", options=["A"], required=True)
+        r = client.post("/api/v1/customers", headers=h, json={
+            "customer_number": "K-1", "name": "Gasthaus", "type": "RESTAURANT",
+            "fields": {"seats": -1, "nope": 1},
+        })
+        body = assert_problem(r, 422, "/problems/invalid-field-values")
+        assert body["errors"] == [
+            {"field": "fields.cuisine", "message": "is required"},
+            {"field": "fields.nope", "message": "is not a defined field"},
+            {"field": "fields.seats", "message": body["errors"][2]["message"]},
+        ]
+        assert "0" in body["errors"][2]["message"]
+        assert db.execute("select count(*) as n from customer").fetchone()["n"] == 0
+        assert db.execute("select count(*) as n from outbox where aggregatetype = 'customer'").fetchone()["n"] == 0
+        ok = create_customer(client, h, "K-2", fields={"cuisine": "A"})
+        assert ok["fields"] == {"cuisine": "A"}
+
+    def test_without_fields_when_none_is_required(self, client, auth):
+        define(client, auth("admin"), "seats", "INTEGER")
+        assert create_customer(client, auth("admin"))["fields"] == {}
+
+
 class TestGetCustomerFields:
     def test_values_etag_and_not_modified(self, client, auth):
         h = auth("sales_rep")
@@ -409,9 +448,12 @@ class TestUpdateCustomerFields:
     def test_required_field_cannot_be_unset_or_left_out(self, client, auth, db):
         h = auth("admin")
         define(client, h, "seats", "INTEGER")
-        define(client, h, "cuisine", "ENUM", options=["A"], required=True)
         c = create_customer(client, h)
-        r = self._patch(client, h, c, {"seats": 3})
+        define(client, h, "cuisine", "ENUM", options=["A"], required=True)  # no customer has values yet
+        db.execute("update field_definition set required = false where key = 'cuisine'")
+        self._patch(client, h, c, {"seats": 1})
+        db.execute("update field_definition set required = true where key = 'cuisine'")
+        r = self._patch(client, h, c, {"seats": 3})  # a customer from before the field was required
         assert assert_problem(r, 422)["errors"] == [{"field": "cuisine", "message": "is required"}]
         assert self._patch(client, h, c, {"seats": 3, "cuisine": "A"}).status_code == 200
         r = self._patch(client, h, c, {"cuisine": None})
