@@ -36,6 +36,10 @@ def pick_correlation_id(headers: dict[bytes, bytes]) -> str:
     return str(uuid.uuid4())
 
 
+_ECHOED = frozenset({b"x-correlation-id"})
+_NOT_MODIFIED_DROPPED = _ECHOED | {b"content-type", b"content-length"}
+
+
 class CorrelationMiddleware:
     """Outermost middleware: correlation id in, header out, one JSON access-log line."""
 
@@ -57,7 +61,9 @@ class CorrelationMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-correlation-id"]
+                # A 304 has no body, so it names no content type or length (RFC 9110 §15.4.5).
+                dropped = _NOT_MODIFIED_DROPPED if status == 304 else _ECHOED
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in dropped]
                 headers.append((b"x-correlation-id", cid.encode()))
                 message = {**message, "headers": headers}
             await send(message)

@@ -103,6 +103,8 @@ class TestGetChain:
         r = client.get(f"/api/v1/chains/{chain['id']}", headers={**h, "If-None-Match": chain["etag"]})
         assert r.status_code == 304
         assert r.headers["etag"] == chain["etag"]
+        assert r.content == b"" and "content-type" not in r.headers
+        assert r.headers["x-correlation-id"]
         r = client.get(f"/api/v1/chains/{chain['id']}", headers={**h, "If-None-Match": '"other"'})
         assert r.status_code == 200
         assert r.headers["etag"] == chain["etag"]
