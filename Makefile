@@ -33,10 +33,12 @@ squawk: install
 	done
 
 ## make bench: 100k customers, wrk against gunicorn vs pgbench on the same SQL; then events/webhooks;
-## then Field-Bridge search at 10k/100k/1M customers (about 10 minutes cold)
+## then sample-request create and transitions at 8 connections; then Field-Bridge search at
+## 10k/100k/1M customers (about 12 minutes cold)
 bench: install
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.events --rate 50
+	$(BIN)/python -m bench.samples
 	$(BIN)/python -m bench.fields
 
 clean:
