@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from crm.auth import Principal
 from crm.conditional import check_if_match
-from crm.errors import DomainError, NotFound, PreconditionRequired, Unprocessable
+from crm.errors import Conflict, DomainError, NotFound, PreconditionRequired, Unprocessable
 from crm.pagination import decode_cursor, encode_cursor
 from db.pool import queries, transaction
 
@@ -113,6 +113,11 @@ async def put_checkpoint(
             if row is not None:
                 return _checkpoint(row), True
             current = await queries.lock_consumer(conn, name=name)
+            if current is None:
+                raise Conflict(
+                    f"The consumer name {name!r} is taken by another client; choose another name.",
+                    field="consumer_name",
+                )
         if if_match is None:
             raise PreconditionRequired(
                 "The checkpoint exists: send its ETag in If-Match (GET it first) to move it."

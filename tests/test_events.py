@@ -158,6 +158,19 @@ class TestCheckpoints:
                                412)
         assert stale["current_etag"] == moved.headers["ETag"]
 
+    def test_a_checkpoint_belongs_to_the_client_that_created_it(self, client, auth, db):
+        erp, other = auth("integration", sub="erp-partner"), auth("integration", sub="other-partner")
+        url = "/api/v1/consumers/erp-sync/checkpoint"
+        created = client.put(url, json={"position": 5}, headers=erp)
+        assert created.status_code == 201, created.text
+        assert_problem(client.get(url, headers=other), 404)
+        taken = assert_problem(client.put(url, json={"position": 9}, headers=other), 409)
+        assert "taken" in taken["detail"]
+        assert_problem(client.put(url, json={"position": 9}, headers={**other, "If-Match": "*"}), 409)
+        assert client.get(url, headers=auth("admin")).json()["position"] == 5
+        assert client.get(url, headers=erp).json()["position"] == 5
+        assert db.execute("select owner from event_consumer").fetchone()["owner"] == "erp-partner"
+
     def test_a_consumer_resumes_from_its_checkpoint(self, client, auth, db):
         h = auth("integration")
         admin = auth("admin")

@@ -41,14 +41,18 @@ where c.name = :name
 for update;
 
 -- name: insert_consumer^
+-- Another client's checkpoint of the same name is invisible here (row-level security): then
+-- nothing is inserted, and the lock query after it finds nothing either.
 insert into event_consumer (
     name,
     position,
+    owner,
     updated_by
 )
 values (
     :name,
     :position,
+    :actor,
     :actor
 )
 on conflict (name) do nothing
