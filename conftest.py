@@ -17,7 +17,8 @@ os.environ.pop("DATABASE_URL", None)
 
 TABLES = (
     "webhook_delivery", "webhook_subscription", "event_consumer", "outbox_retention",
-    "idempotency_key", "outbox", "sample_request_history", "sample_item", "sample_request", "product",
+    "idempotency_key", "outbox", "activity", "customer_change",
+    "sample_request_history", "sample_item", "sample_request", "product",
     "customer_hot", "field_job", "field_definition",
     "contact", "customer", "chain",
 )

@@ -68,6 +68,15 @@ _EVENT_SCOPES: dict[str, frozenset[str]] = {
     "integration": frozenset({"events:read", "webhooks:read", "webhooks:write"}),
 }
 ROLE_SCOPES = {role: scopes | _EVENT_SCOPES.get(role, frozenset()) for role, scopes in ROLE_SCOPES.items()}
+# Activities (calls, visits) and the customer timeline: reps and managers read and write them;
+# chain managers read those of their chains' outlets (row-level security); integrations nothing.
+_ACTIVITY_SCOPES: dict[str, frozenset[str]] = {
+    "admin": frozenset({"activities:read", "activities:write"}),
+    "sales_manager": frozenset({"activities:read", "activities:write"}),
+    "sales_rep": frozenset({"activities:read", "activities:write"}),
+    "chain_manager": frozenset({"activities:read"}),
+}
+ROLE_SCOPES = {role: scopes | _ACTIVITY_SCOPES.get(role, frozenset()) for role, scopes in ROLE_SCOPES.items()}
 ALL_CHAINS_ROLES = frozenset({"admin", "sales_manager", "sales_rep"})
 
 

@@ -38,6 +38,7 @@ from db.pool import pool, queries, transaction
 RESERVED_KEYS = frozenset({
     "id", "customer_id", "customer_number", "name", "type", "status", "chain_id", "owner", "street",
     "postal_code", "city", "country", "address", "created_at", "updated_at", "etag", "fields", "version",
+    "last_activity_at", "next_follow_up_at", "activities_last_90_days",
 })
 ENUM_TYPES = ("ENUM", "MULTI_ENUM")
 NUMBER_TYPES = ("INTEGER", "NUMBER")

@@ -83,6 +83,12 @@ class Column:
     options: tuple[str, ...] | None = None
     sql_type: str | None = None  # overrides _SQL_TYPE (the core enums)
     nullable: bool = True
+    expression: sql.Composable | None = None  # computed when read instead of a column of h
+
+    @property
+    def ref(self) -> sql.Composable:
+        """The SQL of the value: ``h.<column>``, or the expression."""
+        return self.expression if self.expression is not None else sql.SQL("h.{}").format(sql.Identifier(self.column))
 
     @property
     def cast(self) -> str:
@@ -105,6 +111,15 @@ CORE: dict[str, Column] = {c.key: c for c in (
     Column("country", "TEXT", "country"),
     Column("created_at", "TIMESTAMP", "created_at", nullable=False),
     Column("updated_at", "TIMESTAMP", "updated_at", nullable=False),
+    # The sales-cycle facts (db/activities.py). The first two are kept in the projection by the
+    # activity triggers; the 90-day count changes as time passes, so it is counted when searched
+    # (index activity_customer_done_idx): alone it costs one index probe per customer examined.
+    Column("last_activity_at", "TIMESTAMP", "last_activity_at"),
+    Column("next_follow_up_at", "TIMESTAMP", "next_follow_up_at"),
+    Column("activities_last_90_days", "INTEGER", "activities_last_90_days", nullable=False, expression=sql.SQL(
+        "(select count(*) from activity as a where a.customer_id = h.customer_id and a.status = 'DONE' "
+        "and a.occurred_at > now() - interval '90 days')"
+    )),
 )}
 DEFAULT_SORT = ({"field": "name", "direction": "asc"},)
 
@@ -262,7 +277,7 @@ class _Compiler:
             return sql.SQL("false")
         if op in _NEGATED:
             op, negated = _NEGATED[op], not negated
-        ident = sql.SQL("h.{}").format(sql.Identifier(col.column))
+        ident = col.ref
         value, vpath = node.get("value"), f"{path}.value"
         if op == "is_null":
             if not isinstance(value, bool):
@@ -328,7 +343,7 @@ class _Compiler:
         bound: sql.Composable | None = None
         for index in range(len(keys) - 1, -1, -1):
             (col, desc), value = keys[index], values[index]
-            ident = sql.SQL("h.{}").format(sql.Identifier(col.column))
+            ident = col.ref
             if value is None:
                 strictly = sql.SQL("{} is not null").format(ident) if desc else None
                 equal = sql.SQL("{} is null").format(ident)
@@ -359,10 +374,9 @@ def _cursor_values(keys: list[tuple[Column, bool]], raw: list[Any]) -> tuple[lis
 
 def _statement(where: list[sql.Composable], keys: list[tuple[Column, bool]], limit: sql.Composable,
                view: str) -> sql.Composed:
-    def order(prefix: str, names: list[str]) -> sql.Composable:
-        terms = [sql.SQL("{}.{} {}").format(sql.SQL(prefix), sql.Identifier(n),
-                                            sql.SQL("desc nulls first" if d else "asc nulls last"))
-                 for n, (_, d) in zip(names, keys, strict=True)]
+    def order(prefix: str, refs: list[sql.Composable]) -> sql.Composable:
+        terms = [sql.SQL("{} {}").format(r, sql.SQL("desc nulls first" if d else "asc nulls last"))
+                 for r, (_, d) in zip(refs, keys, strict=True)]
         terms.append(sql.SQL("{}.customer_id {}").format(sql.SQL(prefix), sql.SQL("desc" if keys[-1][1] else "asc")))
         return sql.SQL(", ").join(terms)
 
@@ -376,12 +390,12 @@ def _statement(where: list[sql.Composable], keys: list[tuple[Column, bool]], lim
     ).format(
         view=sql.Identifier(view),
         outer_cols=sql.SQL(", ").join(sql.SQL("p.{}").format(sql.Identifier(a)) for a in aliases),
-        inner_cols=sql.SQL(", ").join(sql.SQL("h.{} as {}").format(sql.Identifier(c.column), sql.Identifier(a))
+        inner_cols=sql.SQL(", ").join(sql.SQL("{} as {}").format(c.ref, sql.Identifier(a))
                                       for (c, _), a in zip(keys, aliases, strict=True)),
         where=sql.SQL(" and ").join(where) if where else sql.SQL("true"),  # no filter, archived included
-        inner_order=order("h", [c.column for c, _ in keys]),
+        inner_order=order("h", [c.ref for c, _ in keys]),
         limit=limit,
-        outer_order=order("p", aliases),
+        outer_order=order("p", [sql.SQL("p.{}").format(sql.Identifier(a)) for a in aliases]),
     )
 
 

@@ -1,5 +1,6 @@
 """Demo data: three restaurant chains with outlets, customers of every type, their head chefs,
-the Cook&Fresh product catalogue (47 products), and 15 custom fields (8 hot) with values.
+the Cook&Fresh product catalogue (47 products), a sales cycle of calls and visits for the first 60
+customers, and 15 custom fields (8 hot) with values.
 
 Deterministic and idempotent: running it again adds nothing; a larger ``customers`` count adds
 the missing ones (``make bench`` seeds 100,000 this way).
@@ -23,6 +24,7 @@ def seed(dsn: str, customers: int = 200) -> dict[str, int]:
         queries.seed_customers(conn, customers=customers)
         queries.seed_contacts(conn)
         queries.seed_products(conn)
+        queries.seed_activities(conn)
         counts = dict(queries.seed_counts(conn))
     seed_fields(dsn)
     return counts

@@ -263,3 +263,123 @@ set
     fields_version = c.fields_version + 1
 where starts_with(c.customer_number, 'K-1')
   and c.fields = cast('{}' as jsonb);
+
+-- name: seed_activities!
+-- A sales cycle for each of the first 60 demo customers that has no activity yet (not archived):
+-- an introduction call weeks ago, a kitchen visit with the head chef and two products shown and
+-- a follow-up (overdue for some), and for every third customer a tasting planned. Times relative
+-- to now; the triggers write the events and the customers' facts.
+with targets as (
+    select
+        c.id,
+        coalesce(c.owner, 'seed') as owner,
+        cast(substr(c.customer_number, 3) as bigint) - 100000 as g,
+        array(
+            select
+                k.id
+            from contact as k
+            where k.customer_id = c.id
+            order by k.created_at, k.id
+            limit 2
+        ) as contacts,
+        array(
+            select
+                p.id
+            from product as p
+            order by p.sku
+            limit 2
+            offset mod(cast(substr(c.customer_number, 3) as bigint), 20)
+        ) as products
+    from customer as c
+    where c.customer_number = any (array(select 'K-' || n from generate_series(100001, 100060) as n))
+      and c.status <> 'ARCHIVED'
+      and not exists (select 1 from activity as a where a.customer_id = c.id)
+)
+insert into activity (
+    type,
+    customer_id,
+    status,
+    occurred_at,
+    planned_at,
+    subject,
+    notes,
+    outcome,
+    next_step,
+    follow_up_at,
+    owner,
+    created_by,
+    direction,
+    duration_seconds,
+    reached,
+    visit_kind,
+    location,
+    participants,
+    products_presented
+)
+select
+    cast('CALL' as activity_type),
+    t.id,
+    cast('DONE' as activity_status),
+    date_trunc('minute', now()) - make_interval(days => cast(35 + mod(t.g, 20) as integer)),
+    cast(null as timestamptz),
+    'Introduction call',
+    'Introduced the Cook&Fresh range; the kitchen is open to a visit.',
+    cast('NEUTRAL' as activity_outcome),
+    'Arrange a kitchen visit',
+    cast(null as timestamptz),
+    t.owner,
+    'seed',
+    cast('OUTBOUND' as call_direction),
+    180 + 30 * mod(t.g, 10),
+    true,
+    cast(null as visit_kind),
+    cast(null as text),
+    cast('{}' as uuid[]),
+    cast('{}' as uuid[])
+from targets as t
+union all
+select
+    'VISIT',
+    t.id,
+    'DONE',
+    date_trunc('minute', now()) - make_interval(days => cast(10 + mod(t.g, 7) as integer)),
+    null,
+    'Kitchen visit',
+    'Walked the kitchen with the head chef; interested in convenience bases for the lunch service.',
+    'POSITIVE',
+    'Send samples and the price list',
+    date_trunc('minute', now()) - make_interval(days => cast(10 + mod(t.g, 7) as integer))
+        + make_interval(days => cast(7 + mod(t.g, 10) as integer)),
+    t.owner,
+    'seed',
+    null,
+    null,
+    null,
+    'KITCHEN_VISIT',
+    'Kitchen',
+    t.contacts,
+    t.products
+from targets as t
+union all
+select
+    'VISIT',
+    t.id,
+    'PLANNED',
+    null,
+    date_trunc('day', now()) + make_interval(days => cast(7 + mod(t.g, 14) as integer), hours => 10),
+    'Tasting of the samples',
+    null,
+    null,
+    null,
+    null,
+    t.owner,
+    'seed',
+    null,
+    null,
+    null,
+    'TASTING',
+    'Kitchen',
+    t.contacts,
+    t.products
+from targets as t
+where mod(t.g, 3) = 0;
