@@ -18,6 +18,7 @@ os.environ.pop("DATABASE_URL", None)
 TABLES = (
     "webhook_delivery", "webhook_subscription", "event_consumer", "outbox_retention",
     "idempotency_key", "outbox", "activity", "customer_change",
+    "erasure_log", "retention_run", "archive.record",
     "sample_request_history", "sample_item", "sample_request", "product",
     "customer_hot", "field_job", "field_definition",
     "contact", "customer", "chain",
@@ -62,8 +63,14 @@ def _session_client(app):
 
 
 def _truncate(dsn: str) -> None:
+    from crm import feature_flags
+
     with psycopg.connect(dsn, autocommit=True) as conn:
+        # Flags come from migrations: switched back off (before the truncate, which clears their
+        # events too), not removed; the workers' cache forgets what it held.
+        conn.execute("update feature_flag set enabled = false, updated_by = null where enabled")
         conn.execute("truncate " + ", ".join(TABLES) + " restart identity cascade")
+    feature_flags.invalidate()
 
 
 @pytest.fixture

@@ -25,12 +25,13 @@ from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from crm import openapi31, problems
+from crm import metrics, openapi31, problems
 from crm.auth import JWTBearerHandler
+from crm.consistency import ReadYourWritesMiddleware
 from crm.context import CorrelationMiddleware, OperationMiddleware
 from crm.settings import get_settings
 from crm.spec import allowed_methods, bundle, concrete_paths
-from db.pool import close_pool, open_pool
+from db.pool import close_pool, close_read_pool, open_pool, open_read_pool, pool
 
 SWAGGER_STATIC = Path(swagger_ui.__file__).parent / "static"
 DOCS_HTML = """<!doctype html>
@@ -38,6 +39,7 @@ DOCS_HTML = """<!doctype html>
 <head>
   <meta charset="utf-8">
   <title>Kundenmanagement API</title>
+  <link rel="icon" type="image/png" href="/api/v1/docs/static/favicon-32x32.png">
   <link rel="stylesheet" href="/api/v1/docs/static/swagger-ui.css">
 </head>
 <body>
@@ -77,9 +79,14 @@ def create_app(database_url: str | None = None) -> connexion.AsyncApp:
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         await open_pool(dsn, settings.pool_min, settings.pool_max)
+        if settings.database_read_url:  # read-only operations on a replica (docs/scaling.md)
+            await open_read_pool(settings.database_read_url, 1, settings.pool_max)
+        sampler = metrics.start_pool_sampler(pool)
         try:
             yield
         finally:
+            sampler.cancel()
+            await close_read_pool()
             await close_pool()
 
     spec = bundle()
@@ -109,6 +116,7 @@ def create_app(database_url: str | None = None) -> connexion.AsyncApp:
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),
     )
     app.add_middleware(CorrelationMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(ReadYourWritesMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(OperationMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     app.add_middleware(ConcretePathMethods, position=MiddlewarePosition.BEFORE_ROUTING, paths=concrete_paths(spec))
     allow = allowed_methods(spec)

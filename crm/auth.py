@@ -77,6 +77,13 @@ _ACTIVITY_SCOPES: dict[str, frozenset[str]] = {
     "chain_manager": frozenset({"activities:read"}),
 }
 ROLE_SCOPES = {role: scopes | _ACTIVITY_SCOPES.get(role, frozenset()) for role, scopes in ROLE_SCOPES.items()}
+# Operations: feature flags (admins; docs/deploy.md) and the erasure of a contact's personal data
+# on request (admins and sales managers; the retention section of the README).
+_OPS_SCOPES: dict[str, frozenset[str]] = {
+    "admin": frozenset({"flags:read", "flags:write", "contacts:erase"}),
+    "sales_manager": frozenset({"contacts:erase"}),
+}
+ROLE_SCOPES = {role: scopes | _OPS_SCOPES.get(role, frozenset()) for role, scopes in ROLE_SCOPES.items()}
 ALL_CHAINS_ROLES = frozenset({"admin", "sales_manager", "sales_rep"})
 
 

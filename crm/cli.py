@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 
 import psycopg
@@ -96,10 +98,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"  try:     curl -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/customers?limit=2\n",
             flush=True,
         )
-        env = {**os.environ, "DATABASE_URL": dsn}
+        # Prometheus multiprocess mode: the workers and the relay write their metrics into one
+        # directory, and /metrics sums them (crm/metrics.py); a fresh one per run unless given.
+        metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="crm-metrics-")
+        env = {**os.environ, "DATABASE_URL": dsn, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
         gunicorn = subprocess.Popen(
             [
                 sys.executable, "-m", "gunicorn", "crm.app:asgi_app()",
+                "--config", "python:crm.gunicorn_conf",
                 "--worker-class", "uvicorn_worker.UvicornWorker",
                 "--workers", str(settings.workers),
                 "--bind", f"{settings.host}:{settings.port}",
@@ -128,6 +134,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 relay.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 relay.kill()
+        if metrics_dir != os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return code
 
 
@@ -139,9 +147,39 @@ def cmd_relay(_args: argparse.Namespace) -> int:
     from crm.relay import run_relay
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per delivery
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its line names the URL; ours does not
+    from crm.logs import json_lines_to_stderr
+
+    json_lines_to_stderr("crm.relay.delivery")  # one bare JSON line per delivery attempt
     with database() as dsn:
         asyncio.run(run_relay(dsn))
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    """``crm retention run [--dry-run]``: archive, then delete, what the retention classes say is
+    due (db/retention.py), in batches; prints what it did per class. Safe to rerun or to run
+    again after a crash: it continues with what is still due."""
+    from datetime import datetime
+
+    from db.migrate import migrate
+    from db.retention import RetentionBusy, run_retention
+
+    if args.as_of and not args.dry_run:
+        print("--as-of only with --dry-run (a real run uses the current time)", file=sys.stderr)
+        return 2
+    as_of = datetime.fromisoformat(args.as_of) if args.as_of else None
+    if as_of is not None and as_of.tzinfo is None:
+        print("--as-of needs a time zone, e.g. 2030-01-01T00:00:00+00:00", file=sys.stderr)
+        return 2
+    with database() as dsn:
+        migrate(dsn)
+        try:
+            report = run_retention(dsn, as_of, dry_run=args.dry_run, batch_size=args.batch_size)
+        except RetentionBusy as exc:
+            print(f"retention: {exc}", file=sys.stderr)
+            return 1
+    print("\n".join(report.lines()))
     return 0
 
 
@@ -218,6 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     fields.add_argument("--key", help="only the jobs of this field")
     fields.add_argument("--batch-size", type=int, metavar="CUSTOMERS", help="customers per batch (default 5000)")
     fields.set_defaults(func=cmd_fields)
+
+    retention = sub.add_parser("retention", help="GDPR retention: archive and delete what is past its time")
+    retention.add_argument("action", choices=["run"])
+    retention.add_argument("--dry-run", action="store_true", help="only count what is due")
+    retention.add_argument("--batch-size", type=int, default=500, metavar="ROWS", help="rows per batch (500)")
+    retention.add_argument("--as-of", metavar="TIMESTAMP", help="with --dry-run: count as of this instant")
+    retention.set_defaults(func=cmd_retention)
 
     db = sub.add_parser("db", help="start or stop the embedded PostgreSQL")
     db.add_argument("action", choices=["start", "stop"])

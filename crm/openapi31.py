@@ -171,7 +171,8 @@ VALIDATION_STATUS_KEY = "x-validation-status"
 
 
 class ValidationProblem(BadRequestProblem):
-    """400 problem whose body carries ``errors: [{field, message}]``."""
+    """400 (or, for a body schema that asks for it, 422) problem whose body carries
+    ``errors: [{field, message}]``."""
 
     def __init__(self, errors: list[dict[str, str]], status: int = 400):
         super().__init__(detail="; ".join(f"{e['field']}: {e['message']}" for e in errors))

@@ -7,7 +7,8 @@ One handler, registered for every exception class, maps:
 * PostgreSQL errors, once, here: unique violation → 409, foreign-key violation → 422 (409 on
   delete), check/not-null/data errors → 422, row-level-security refusal → 403,
   lock/serialization failure → 409 with retry advice, connection failure → 503 + Retry-After;
-* anything else → 500 without internals (the correlation id finds it in the log).
+* anything else → 500 without internals (the correlation id finds it in the log, which names the
+  exception's class and stack but not its message: see :mod:`crm.logs`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.exceptions import HTTPException
 
 from crm.context import correlation_id
 from crm.errors import DomainError
+from crm.logs import describe
 
 log = logging.getLogger("crm.problems")
 
@@ -107,7 +109,7 @@ def _from_database(exc: psycopg.Error) -> tuple[int, str, str, dict[str, Any], d
         }
     if isinstance(exc, psycopg.DataError):
         return 422, "/problems/constraint-violation", "A value cannot be stored.", {}, {}
-    log.error("unmapped database error", exc_info=exc)
+    log.error("unmapped database error (correlation id %s): %s", correlation_id.get(), describe(exc))
     return 500, "/problems/internal-error", "An unexpected error occurred.", {}, {}
 
 
@@ -170,7 +172,7 @@ async def handle(request: ConnexionRequest, exc: Exception) -> ConnexionResponse
             request, 503, "/problems/service-unavailable", _TITLES[503],
             "No database connection became free in time.", None, {"Retry-After": "2"},
         )
-    log.error("unhandled error", exc_info=exc)
+    log.error("unhandled error (correlation id %s): %s", correlation_id.get(), describe(exc))
     return problem_response(
         request, 500, "/problems/internal-error", _TITLES[500], "An unexpected error occurred.", None, None
     )

@@ -19,6 +19,12 @@ subscription whose attempts keep failing (``RELAY_PAUSE_AFTER`` in a row) is pau
 reason. Database errors (a restart) are waited out; the pool reconnects by itself.
 The relay runs as the role ``crm_relay``: it reads the outbox and touches subscriptions and
 deliveries, nothing else.
+
+Every delivery attempt writes one JSON log line (logger ``crm.relay.delivery``: correlation id,
+subscription, delivery and event ids, event type, attempt, outcome ``delivered``/``retry``/``dead``,
+status code, error class, duration) and counts in ``crm_relay_deliveries_total`` and
+``crm_relay_delivery_duration_seconds`` (:mod:`crm.metrics`). No payload, URL or error message
+is logged: those may carry personal data or credentials.
 """
 
 from __future__ import annotations
@@ -41,10 +47,14 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from crm import metrics
+from crm.logs import describe, json_line
 from db.events import event_body, like_patterns
 from db.pool import queries
 
 log = logging.getLogger("crm.relay")
+# One JSON line per delivery attempt (see Relay._observe).
+delivery_log = logging.getLogger("crm.relay.delivery")
 
 DB_ERRORS = (psycopg.Error, PoolTimeout, OSError)
 
@@ -103,6 +113,7 @@ class _Outcome:
     status_code: int | None
     latency_ms: int
     error: str | None
+    error_class: str | None = None  # for the log: the class only (httpx's messages name the URL)
 
 
 @dataclass
@@ -193,8 +204,8 @@ class Relay:
                 log.warning("relay %s: database error %s; retrying", sub_id, exc.__class__.__name__)
                 await asyncio.sleep(min(self.config.poll_interval, 1.0))
                 continue
-            except Exception:
-                log.exception("relay %s: unexpected error; retrying", sub_id)
+            except Exception as exc:  # noqa: BLE001 - logged (without its message); the worker goes on
+                log.error("relay %s: unexpected error; retrying: %s", sub_id, describe(exc))
                 await asyncio.sleep(1.0)
                 continue
             if not fanned and not delivered:
@@ -246,6 +257,7 @@ class Relay:
                 })
                 common = {"id": row["delivery_id"], "status_code": outcome.status_code,
                           "latency_ms": outcome.latency_ms, "attempt": attempt}
+                self._observe(sub_id, row, outcome)
                 if outcome.ok:
                     delivered.append(common)
                 else:
@@ -264,6 +276,26 @@ class Relay:
                        f"last error: {last_error}. PATCH active=true to resume.",
             )
         return len(rows) - failures
+
+    def _observe(self, sub_id: str, row: dict[str, Any], outcome: _Outcome) -> None:
+        """One JSON log line and the metrics per delivery attempt: ids, type, outcome, status
+        code, duration; no payload, no URL, no error message (see crm.logs)."""
+        metrics.observe_delivery(outcome.ok, outcome.latency_ms / 1000)
+        attempt = row["attempts"] + 1
+        delivery_log.info(json_line(
+            "webhook_delivery",
+            correlation_id=row["correlation_id"],
+            subscription_id=sub_id,
+            delivery_id=str(row["delivery_id"]),
+            event_id=str(row["id"]),
+            event_type=row["type"],
+            attempt=attempt,
+            outcome="delivered" if outcome.ok else (
+                "dead" if attempt >= self.config.max_attempts else "retry"),
+            status_code=outcome.status_code,
+            error=outcome.error_class,
+            duration_ms=outcome.latency_ms,
+        ))
 
     def _backoff(self, attempts: int) -> float:
         delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** (attempts - 1))
@@ -287,7 +319,7 @@ class Relay:
             response = await http.post(sub["url"], content=body, headers=headers)
         except httpx.HTTPError as exc:
             latency = int((time.perf_counter() - started) * 1000)
-            return _Outcome(False, None, latency, f"{exc.__class__.__name__}: {exc}"[:500])
+            return _Outcome(False, None, latency, f"{exc.__class__.__name__}: {exc}"[:500], exc.__class__.__name__)
         latency = int((time.perf_counter() - started) * 1000)
         ok = 200 <= response.status_code < 300
         return _Outcome(ok, response.status_code, latency, None if ok else f"HTTP {response.status_code}")

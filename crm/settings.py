@@ -11,6 +11,8 @@
 | ``JWT_ISSUER`` / ``JWT_AUDIENCE`` | ``kundenmanagement`` / ``kundenmanagement-api`` | required claims |
 | ``JWT_JWKS_URL`` | unset | production: RS256/ES256 keys from this JWKS, HS256 refused |
 | ``DB_POOL_MIN`` / ``DB_POOL_MAX`` | ``2`` / ``10`` | connections per worker |
+| ``DATABASE_READ_URL`` | unset | a streaming replica for read-only operations (docs/scaling.md) |
+| ``READ_YOUR_WRITES_SECONDS`` | ``60`` | how long a client's reads check the replica has its last write |
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Settings:
     jwt_jwks_url: str | None
     pool_min: int
     pool_max: int
+    database_read_url: str | None = None
+    read_your_writes_seconds: int = 60
 
     @property
     def jwt_secret(self) -> str:
@@ -63,6 +67,8 @@ def get_settings() -> Settings:
         jwt_jwks_url=os.environ.get("JWT_JWKS_URL") or None,
         pool_min=_int("DB_POOL_MIN", 2),
         pool_max=_int("DB_POOL_MAX", 10),
+        database_read_url=os.environ.get("DATABASE_READ_URL") or None,
+        read_your_writes_seconds=_int("READ_YOUR_WRITES_SECONDS", 60),
     )
 
 

@@ -122,6 +122,18 @@ class EmbeddedPostgres:
                 f"--- last lines of {self.log_file} ---\n{self._log_tail()}")
         return self.dsn()
 
+    def init_standby(self, primary: EmbeddedPostgres) -> None:
+        """Make this not yet initialised cluster a streaming replica of the running ``primary``:
+        ``pg_basebackup -R`` copies it and writes ``standby.signal`` and ``primary_conninfo``, so
+        :meth:`start` then runs it as a read-only hot standby that follows the primary."""
+        if (self.pgdata / "PG_VERSION").exists():
+            raise EmbeddedPostgresError(f"{self.pgdata} holds a cluster already")
+        self._prepare_dirs(self._system_account())
+        host = {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(primary.host, primary.host)
+        self._run([bin_path("pg_basebackup"), "-D", str(self.pgdata), "-h", host, "-p", str(primary.port),
+                   "-U", primary.user, "-X", "stream", "-R", "-c", "fast", "--no-password",
+                   *(["--no-sync"] if self.fast else [])], "pg_basebackup")
+
     def stop(self) -> None:
         """Stop the server (fast shutdown); does nothing when it is not running."""
         if self.is_running():

@@ -3,6 +3,13 @@
 The SQL lives in ``db/queries/*.sql`` (named queries); this module strings them together
 where an operation needs more than one statement (lock, check the entity tag, change) and turns
 "no row" into the domain errors the API answers with.
+
+Read-only operations (the GET handlers' ``_get``/``_list`` and the contact reads) run in
+:func:`db.pool.read_transaction`: on a streaming replica when ``DATABASE_READ_URL`` is set.
+
+Contacts read the feature flags of the contact e-mail change (``docs/deploy.md``) once per request,
+before their transaction: ``contact_email_dual_write`` picks the statements that write
+``email_address`` instead of ``email``, ``contact_email_read`` the representation read from it.
 """
 
 from __future__ import annotations
@@ -10,12 +17,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from crm import feature_flags
 from crm.auth import Principal
 from crm.conditional import check_if_match
 from crm.errors import Conflict, NotFound
 from crm.pagination import decode_cursor, page
 from db.fields import InvalidFieldValues
-from db.pool import queries, transaction
+from db.pool import queries, read_transaction, transaction
 
 MISSING = object()
 
@@ -34,7 +42,7 @@ def _not_found(kind: str, id_: str) -> NotFound:
 
 
 async def _get(principal: Principal, kind: str, query: str, id_: str) -> dict[str, Any]:
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         row = await getattr(queries, query)(conn, id=id_)
     if row is None:
         raise _not_found(kind, id_)
@@ -46,7 +54,7 @@ async def _list(
     sort: tuple[str, ...], after: tuple[str, ...],
 ) -> dict[str, Any]:
     key = decode_cursor(operation, filters, cursor) or [None] * len(after)
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         rows = [
             row async for row in getattr(queries, operation)(
                 conn, **filters, **dict(zip(after, key, strict=True)), limit=limit + 1
@@ -189,41 +197,65 @@ async def archive_customer(principal: Principal, customer_id: str, if_match: lis
 # --- contacts -----------------------------------------------------------------------------------
 
 CONTACT_FIELDS = ("first_name", "last_name", "job_role", "email", "phone")
+CONTACT_EMAIL_DUAL_WRITE = "contact_email_dual_write"
+CONTACT_EMAIL_READ = "contact_email_read"
+
+
+async def _contact_email_flags() -> tuple[bool, bool]:
+    """(write email_address, read email_address): the flags of the contact e-mail change."""
+    flags = await feature_flags.snapshot()
+    return flags.get(CONTACT_EMAIL_DUAL_WRITE, False), flags.get(CONTACT_EMAIL_READ, False)
 
 
 async def list_contacts(principal: Principal, customer_id: str, limit: int, cursor: str | None) -> dict:
     filters = {"customer_id": customer_id}
     key = decode_cursor("list_contacts", filters, cursor) or [None, None]
-    async with transaction(principal) as conn:
+    _, read_new = await _contact_email_flags()
+    async with read_transaction(principal) as conn:
         if await queries.find_customer(conn, customer_id=customer_id) is None:
             raise _not_found("customer", customer_id)
         rows = [
             row async for row in queries.list_contacts(
-                conn, customer_id=customer_id, after_created=key[0], after_id=key[1], limit=limit + 1
+                conn, customer_id=customer_id, after_created=key[0], after_id=key[1], limit=limit + 1,
+                read_new=read_new,
             )
         ]
     return page("list_contacts", filters, rows, limit, ("sort_created", "sort_id"))
 
 
 async def get_contact(principal: Principal, contact_id: str) -> dict[str, Any]:
-    return await _get(principal, "contact", "get_contact", contact_id)
+    _, read_new = await _contact_email_flags()
+    async with read_transaction(principal) as conn:
+        row = await queries.get_contact(conn, id=contact_id, read_new=read_new)
+    if row is None:
+        raise _not_found("contact", contact_id)
+    return row["body"]
 
 
 async def create_contact(principal: Principal, customer_id: str, body: dict[str, Any]) -> dict[str, Any]:
     params = {k: body.get(k) for k in CONTACT_FIELDS}
     params["job_role"] = params["job_role"] or "OTHER"
+    write_new, read_new = await _contact_email_flags()
+    insert = queries.insert_contact_v2 if write_new else queries.insert_contact
     async with transaction(principal) as conn:
         if await queries.find_customer(conn, customer_id=customer_id) is None:
             raise _not_found("customer", customer_id)
-        row = await queries.insert_contact(conn, customer_id=customer_id, **params)
+        row = await insert(conn, customer_id=customer_id, read_new=read_new, **params)
     return row["body"]
 
 
 async def update_contact(
     principal: Principal, contact_id: str, if_match: list[str], changes: dict[str, Any]
 ) -> dict[str, Any]:
-    return await _update(principal, "contact", contact_id, if_match, changes, CONTACT_FIELDS,
-                         "lock_contact", "update_contact")
+    write_new, read_new = await _contact_email_flags()
+    update = queries.update_contact_v2 if write_new else queries.update_contact
+    async with transaction(principal) as conn:
+        current = await queries.lock_contact(conn, id=contact_id)
+        if current is None:
+            raise _not_found("contact", contact_id)
+        check_if_match(if_match, current["etag"])
+        row = await update(conn, id=contact_id, read_new=read_new, **_set_flags(changes, CONTACT_FIELDS))
+    return row["body"]
 
 
 async def delete_contact(principal: Principal, contact_id: str, if_match: list[str]) -> None:
