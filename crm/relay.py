@@ -25,6 +25,12 @@ subscription, delivery and event ids, event type, attempt, outcome ``delivered``
 status code, error class, duration) and counts in ``crm_relay_deliveries_total`` and
 ``crm_relay_delivery_duration_seconds`` (:mod:`crm.metrics`). No payload, URL or error message
 is logged: those may carry personal data or credentials.
+
+Target addresses are checked at delivery time too, not only when a subscription is created: a
+host name can resolve to an internal address later (DNS rebinding). Unless
+``WEBHOOK_ALLOW_PRIVATE=1`` (development), every connection resolves the host, refuses it when
+any address is private, loopback or link-local, and connects to the address it checked — so no
+second lookup can swap it; TLS still verifies the certificate against the host name.
 """
 
 from __future__ import annotations
@@ -37,11 +43,13 @@ import json
 import logging
 import os
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpcore
 import httpx
 import psycopg
 from psycopg.rows import dict_row
@@ -49,7 +57,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from crm import metrics
 from crm.logs import describe, json_line
-from db.events import event_body, like_patterns
+from db.events import event_body, is_public_address, like_patterns, private_targets_allowed
 from db.pool import queries
 
 log = logging.getLogger("crm.relay")
@@ -188,8 +196,10 @@ class Relay:
     async def _worker(self, sub_id: str) -> None:
         # One HTTP client per subscription: a slow receiver cannot take another one's connections,
         # and httpx's pool stays small (its cost per request grows with the requests queued in it).
-        async with httpx.AsyncClient(timeout=self.config.timeout, follow_redirects=False,
-                                     limits=httpx.Limits(max_connections=self.config.batch_size)) as http:
+        limits = httpx.Limits(max_connections=self.config.batch_size)
+        transport = None if private_targets_allowed() else PublicTargetsTransport(limits=limits)
+        async with httpx.AsyncClient(timeout=self.config.timeout, follow_redirects=False, limits=limits,
+                                     transport=transport) as http:
             await self._work(sub_id, http)
 
     async def _work(self, sub_id: str, http: httpx.AsyncClient) -> None:
@@ -323,6 +333,32 @@ class Relay:
         latency = int((time.perf_counter() - started) * 1000)
         ok = 200 <= response.status_code < 300
         return _Outcome(ok, response.status_code, latency, None if ok else f"HTTP {response.status_code}")
+
+
+class PublicTargetsBackend(httpcore.AnyIOBackend):
+    """Connects only to public addresses, and to the very address it checked."""
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        try:
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=timeout or 10)
+        except (OSError, TimeoutError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"cannot resolve the webhook host: {exc.__class__.__name__}") from None
+        addresses = [info[4][0] for info in infos]
+        if not addresses or not all(is_public_address(a) for a in addresses):
+            raise httpcore.ConnectError("the webhook host resolves to a private, loopback or link-local address")
+        return await super().connect_tcp(addresses[0], port, timeout=timeout, local_address=local_address,
+                                         socket_options=socket_options)
+
+
+class PublicTargetsTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with :class:`PublicTargetsBackend` under its connection pool (httpx is
+    pinned in requirements.lock; the pool keeps its backend in ``_network_backend``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pool._network_backend = PublicTargetsBackend()
 
 
 async def run_relay(dsn: str, config: RelayConfig | None = None) -> None:

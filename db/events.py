@@ -132,11 +132,12 @@ async def put_checkpoint(
 SUBSCRIPTION_FIELDS = ("url", "event_types", "description", "secret", "active")
 
 
-def _private_allowed() -> bool:
+def private_targets_allowed() -> bool:
+    """``WEBHOOK_ALLOW_PRIVATE=1`` (development): webhooks may target private addresses."""
     return os.environ.get("WEBHOOK_ALLOW_PRIVATE", "") in ("1", "true", "yes")
 
 
-def _public(address: str) -> bool:
+def is_public_address(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
@@ -164,7 +165,7 @@ async def validate_url(url: str) -> None:
         raise refuse("it must not carry credentials")
     if parts.fragment:
         raise refuse("it must not have a fragment")
-    if _private_allowed():
+    if private_targets_allowed():
         return
     try:
         addresses = [str(ipaddress.ip_address(host))]
@@ -176,7 +177,7 @@ async def validate_url(url: str) -> None:
         except (OSError, TimeoutError, UnicodeError):
             raise refuse(f"the host {host} cannot be resolved") from None
         addresses = [info[4][0] for info in infos]
-    if not addresses or not all(_public(a) for a in addresses):
+    if not addresses or not all(is_public_address(a) for a in addresses):
         raise refuse("private, loopback and link-local addresses are refused")
 
 

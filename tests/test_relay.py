@@ -13,10 +13,11 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+import httpcore
 import psycopg
 import pytest
 
-from crm.relay import Relay, RelayConfig
+from crm.relay import PublicTargetsBackend, Relay, RelayConfig
 from tests.webhook_receiver import Receiver
 
 FAST = RelayConfig(max_attempts=20, backoff_base=0.02, backoff_max=0.1, pause_after=1000, timeout=2,
@@ -93,6 +94,29 @@ class TestDelivery:
                           "where subscription_id = %s", (sub,)).fetchall()
         assert {(r["status"], r["attempts"], r["last_status_code"]) for r in rows} == {("DELIVERED", 1, 200)}
         assert all(r["last_latency_ms"] is not None for r in rows)
+
+    async def test_a_host_that_turned_private_is_not_contacted(self, db, dsn, monkeypatch):
+        """DNS rebinding: the subscription was accepted for a public host, which now resolves to a
+        loopback address. The relay checks at delivery time and never connects."""
+        monkeypatch.delenv("WEBHOOK_ALLOW_PRIVATE")
+        with Receiver(SECRET) as receiver:
+            rebound = receiver.url.replace("127.0.0.1", "localhost")
+            sub = subscribe(db, rebound)
+            config = RelayConfig(**{**FAST.__dict__, "max_attempts": 2})
+            async with running(dsn, config):
+                await asyncio.to_thread(write_events, dsn, 1)
+                await wait_for(lambda: db.execute(
+                    "select count(*) as n from webhook_delivery where subscription_id = %s and status = 'DEAD'",
+                    (sub,)).fetchone()["n"] == 1)
+        assert receiver.requests == []
+        row = db.execute("select last_error from webhook_delivery where subscription_id = %s", (sub,)).fetchone()
+        assert "private, loopback or link-local" in row["last_error"]
+
+    async def test_private_addresses_are_refused_before_connecting(self):
+        with pytest.raises(httpcore.ConnectError, match="private"):
+            await PublicTargetsBackend().connect_tcp("127.0.0.1", 9, timeout=1)
+        with pytest.raises(httpcore.ConnectError, match="private"):
+            await PublicTargetsBackend().connect_tcp("::ffff:10.0.0.1", 9, timeout=1)
 
     async def test_a_tampered_body_fails_verification(self):
         from crm.relay import sign, verify
