@@ -37,7 +37,7 @@ from crm.auth import Principal
 from crm.conditional import check_if_match
 from crm.errors import Conflict, NotFound, Unprocessable
 from crm.pagination import decode_cursor, page
-from db.pool import queries, transaction
+from db.pool import queries, read_transaction, transaction
 
 CALL_FIELDS = ("direction", "duration_seconds", "reached")
 VISIT_FIELDS = ("visit_kind", "location", "participants", "products_presented")
@@ -183,7 +183,7 @@ async def list_activities(principal: Principal, limit: int, cursor: str | None, 
     operation = "list_due_activities" if filters["follow_up_due_before"] else "list_activities"
     key = decode_cursor(operation, filters, cursor) or [None, None]
     params = {k: v for k, v in filters.items() if operation == "list_due_activities" or k != "follow_up_due_before"}
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         rows = [
             row async for row in getattr(queries, operation)(
                 conn, **params, after_at=key[0], after_id=key[1], limit=limit + 1
@@ -193,7 +193,7 @@ async def list_activities(principal: Principal, limit: int, cursor: str | None, 
 
 
 async def get_activity(principal: Principal, activity_id: str) -> dict[str, Any]:
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         row = await queries.get_activity(conn, id=activity_id)
     if row is None:
         raise _not_found(activity_id)
@@ -286,7 +286,7 @@ async def delete_activity(principal: Principal, activity_id: str, if_match: list
 async def list_customer_timeline(principal: Principal, customer_id: str, limit: int, cursor: str | None) -> dict:
     filters = {"customer_id": customer_id}
     key = decode_cursor("list_customer_timeline", filters, cursor) or [None, None, None]
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         if await queries.find_customer(conn, customer_id=customer_id) is None:
             raise NotFound(f"No customer with id {customer_id} exists (or it is outside your scope).")
         rows = [

@@ -32,7 +32,7 @@ from crm.conditional import check_if_match
 from crm.errors import Conflict, NotFound, Unprocessable
 from crm.pagination import decode_cursor, page
 from db import field_jobs
-from db.pool import pool, queries, transaction
+from db.pool import pool, queries, read_transaction, transaction
 
 # Keys the customer representation or the search uses for its own fields.
 RESERVED_KEYS = frozenset({
@@ -101,13 +101,13 @@ async def _check_pattern(conn, pattern: str | None, errors: list[dict[str, str]]
 
 async def list_definitions(principal: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
     key = decode_cursor("list_field_definitions", {}, cursor) or [None]
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         rows = [r async for r in queries.list_field_definitions(conn, after_key=key[0], limit=limit + 1)]
     return page("list_field_definitions", {}, rows, limit, ("sort_key",))
 
 
 async def get_definition(principal: Principal, key: str) -> dict[str, Any]:
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         row = await queries.get_field_definition(conn, key=key)
     if row is None:
         raise _not_found(key)
@@ -264,7 +264,7 @@ async def archive_definition(principal: Principal, key: str, if_match: list[str]
 # --- values -------------------------------------------------------------------------------------
 
 async def get_customer_fields(principal: Principal, customer_id: str) -> dict[str, Any]:
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         row = await queries.get_customer_fields(conn, id=customer_id)
     if row is None:
         raise _customer_not_found(customer_id)

@@ -13,7 +13,7 @@ from crm.auth import Principal
 from crm.errors import Conflict
 from crm.pagination import decode_cursor, page
 from db import store
-from db.pool import queries, transaction
+from db.pool import queries, read_transaction, transaction
 
 PRODUCT_FIELDS = (
     "name", "brand", "category", "pack_size", "unit", "allergens", "diet_tags",
@@ -26,7 +26,7 @@ DEFAULTS = {"brand": "Cook&Fresh", "allergens": [], "diet_tags": [], "sample_ava
 async def list_products(principal: Principal, limit: int, cursor: str | None, **filters: Any) -> dict[str, Any]:
     filters = {k: filters.get(k) for k in ("category", "q", "sample_available", "allergen_free")}
     key = decode_cursor("list_products", filters, cursor) or [None]
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         rows = [row async for row in queries.list_products(conn, **filters, after_sku=key[0], limit=limit + 1)]
     return page("list_products", filters, rows, limit, ("sort_sku",))
 

@@ -47,7 +47,7 @@ from crm.auth import Principal
 from crm.conditional import check_if_match
 from crm.errors import Conflict, Forbidden, NotFound, Unprocessable
 from crm.pagination import decode_cursor, page
-from db.pool import queries, transaction
+from db.pool import queries, read_transaction, transaction
 
 APPROVE, SHIP, WRITE = "samples:approve", "samples:ship", "samples:write"
 ADDRESS_FIELDS = ("name", "street", "postal_code", "city", "country")
@@ -226,7 +226,7 @@ LIST_FILTERS = ("status", "customer_id", "chain_id", "requested_by", "created_fr
 async def list_sample_requests(principal: Principal, limit: int, cursor: str | None, **filters: Any) -> dict:
     filters = {k: filters.get(k) for k in LIST_FILTERS}
     key = decode_cursor("list_sample_requests", filters, cursor) or [None, None]
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         rows = [
             row async for row in queries.list_sample_requests(
                 conn, **filters, after_created=key[0], after_id=key[1], limit=limit + 1
@@ -236,7 +236,7 @@ async def list_sample_requests(principal: Principal, limit: int, cursor: str | N
 
 
 async def get_sample_request(principal: Principal, request_id: str) -> dict[str, Any]:
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         row = await queries.get_sample_request(conn, id=request_id)
     if row is None:
         raise _not_found(request_id)
@@ -436,7 +436,7 @@ async def _set_status(
 async def list_sample_history(principal: Principal, request_id: str, limit: int, cursor: str | None) -> dict:
     filters = {"sample_request_id": request_id}
     key = decode_cursor("list_sample_history", filters, cursor) or [None]
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         if await queries.find_sample_request(conn, id=request_id) is None:
             raise _not_found(request_id)
         rows = [
@@ -453,7 +453,7 @@ async def list_sample_history(principal: Principal, request_id: str, limit: int,
 async def list_sample_items(principal: Principal, request_id: str, limit: int, cursor: str | None) -> dict:
     filters = {"sample_request_id": request_id}
     key = decode_cursor("list_sample_items", filters, cursor) or [None]
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         if await queries.find_sample_request(conn, id=request_id) is None:
             raise _not_found(request_id)
         rows = [
@@ -465,7 +465,7 @@ async def list_sample_items(principal: Principal, request_id: str, limit: int, c
 
 
 async def get_sample_item(principal: Principal, request_id: str, item_id: str) -> dict[str, Any]:
-    async with transaction(principal) as conn:
+    async with read_transaction(principal) as conn:
         row = await queries.get_sample_item(conn, request_id=request_id, item_id=item_id)
     if row is None:
         raise _item_not_found(request_id, item_id)

@@ -10,6 +10,7 @@ primary.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -169,6 +170,43 @@ class TestReplica:
         caught_up(db, standby)
         db.execute("update feature_flag set description = %(description)s where key = 'contact_email_read'",
                    original)
+
+    def test_activities_samples_products_and_fields_read_the_replica_too(self, client, auth, db, read_pool,
+                                                                         standby):
+        h = auth("admin")
+        customer = client.post("/api/v1/customers", headers=h, json={
+            "customer_number": "K-300004", "name": "Bistro Nord", "type": "RESTAURANT"}).json()
+        activity = client.post("/api/v1/activities", headers=h, json={
+            "type": "CALL", "customer_id": customer["id"], "status": "DONE",
+            "occurred_at": "2026-01-05T10:00:00Z", "subject": "Erstanruf", "direction": "OUTBOUND"}).json()
+        product = client.post("/api/v1/products", headers=h, json={
+            "sku": "CF-REPL-1", "name": "Rinderfond", "category": "SAUCES", "pack_size": 1,
+            "unit": "KG"}).json()
+        definition = client.post("/api/v1/field-definitions", headers=h, json={
+            "key": "seats", "label": "Sitzplätze", "data_type": "INTEGER"}).json()
+        assert "etag" in activity and "etag" in product and "etag" in definition, (activity, product, definition)
+        caught_up(db, standby)
+        pause(standby, db)
+        db.execute("update activity set subject = 'geändert' where id = %s", (activity["id"],))
+        db.execute("update product set name = 'geändert' where id = %s", (product["id"],))
+        db.execute("update field_definition set label = 'geändert' where key = 'seats'")
+        client.cookies.clear()
+        reads = [f"/api/v1/activities/{activity['id']}", f"/api/v1/activities?customer_id={customer['id']}",
+                 f"/api/v1/customers/{customer['id']}/timeline", f"/api/v1/products/{product['id']}",
+                 "/api/v1/products?q=Rinderfond", "/api/v1/field-definitions/seats", "/api/v1/field-definitions"]
+        for url in reads:
+            r = client.get(url, headers=h)
+            assert r.status_code == 200, (url, r.text)
+            text = json.dumps(r.json(), ensure_ascii=False)
+            assert "Erstanruf" in text or "Rinderfond" in text or "Sitzplätze" in text, (url, text)
+            assert "geändert" not in text, url
+        # The caller's own write is seen at once: with its marker the reads go to the primary.
+        patched = client.patch(f"/api/v1/activities/{activity['id']}", headers={**h, "If-Match": "*"},
+                               json={"notes": "Rückruf vereinbart"})
+        assert patched.status_code == 200, patched.text
+        assert client.get(f"/api/v1/activities/{activity['id']}", headers=h).json()["notes"] == "Rückruf vereinbart"
+        resume(standby)
+        caught_up(db, standby)
 
 
 class TestReplicaDown:
