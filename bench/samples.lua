@@ -10,9 +10,10 @@
 --   BENCH_TO      the target status of a transition
 --   BENCH_DEBUG   optional: print the first non-2xx answer (status and body)
 --
--- done() prints "BENCH_RESULT {json}" like bench/wrk.lua.
+-- done() is bench/wrk.lua's: it prints "BENCH_RESULT {json}" (that file also sets the bearer token).
 
-wrk.headers["Authorization"] = "Bearer " .. assert(os.getenv("BENCH_TOKEN"), "BENCH_TOKEN is not set")
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "wrk.lua")
 wrk.headers["Content-Type"] = "application/json"
 
 local mode = assert(os.getenv("BENCH_MODE"), "BENCH_MODE is not set")
@@ -80,16 +81,6 @@ function request()
       headers[name] = value
    end
    return wrk.format("POST", prefix .. item.id .. "/transitions", headers, string.format('{"to": "%s"}', to))
-end
-
-function done(summary, latency, _requests)
-   local e = summary.errors
-   io.write(string.format(
-      'BENCH_RESULT {"requests": %d, "duration_us": %d, "p50_us": %.1f, "p95_us": %.1f, "p99_us": %.1f, '
-         .. '"connect_errors": %d, "read_errors": %d, "write_errors": %d, "timeouts": %d, "status_errors": %d}\n',
-      summary.requests, summary.duration,
-      latency:percentile(50), latency:percentile(95), latency:percentile(99),
-      e.connect, e.read, e.write, e.timeout, e.status))
 end
 
 if os.getenv("BENCH_DEBUG") then

@@ -26,7 +26,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,18 +65,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def _wrk(wrk_path: str, url: str, token: str, connections: int, seconds: int, env: dict[str, str]) -> Measurement:
     """One wrk run with bench/samples.lua; any socket error or non-2xx answer fails the benchmark."""
-    cmd = [wrk_path, f"--threads={wrk.THREADS}", f"--connections={connections}", f"--duration={seconds}s",
-           "--timeout=10s", "--latency", f"--script={LUA_SCRIPT}", url]
-    full_env = {**os.environ, "BENCH_TOKEN": token, "BENCH_THREADS": str(wrk.THREADS), **env}
-    result = subprocess.run(cmd, capture_output=True, text=True, env=full_env, check=False)
-    if result.returncode != 0:
-        raise BenchError(f"wrk failed (exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    data = wrk._parse(result.stdout)
-    errors = {key: int(data[key]) for key in wrk._ERROR_KEYS if data[key]}
-    if errors:
-        raise BenchError(f"wrk against {url} ({env.get('BENCH_MODE')}) saw errors {errors}:\n{result.stdout}")
-    return Measurement(rate=data["requests"] / (data["duration_us"] / 1e6), requests=int(data["requests"]),
-                       p50_ms=data["p50_us"] / 1000, p95_ms=data["p95_us"] / 1000, p99_ms=data["p99_us"] / 1000)
+    return wrk.run(wrk_path, url, token, connections, seconds, None, script=LUA_SCRIPT, extra_env=env)
 
 
 def _write_lines(path: Path, lines: list[str]) -> Path:

@@ -48,11 +48,14 @@ def _parse(output: str) -> dict[str, float]:
     raise BenchError(f"wrk printed no result line:\n{output[-2000:]}")
 
 
-def run(wrk: str, url: str, token: str, connections: int, seconds: int, ids_file: Path | None) -> Measurement:
-    """Load ``url`` for ``seconds``; any socket error or non-2xx/3xx answer fails the bench."""
-    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_IDS_FILE": str(ids_file or "")}
+def run(wrk: str, url: str, token: str, connections: int, seconds: int, ids_file: Path | None,
+        script: Path = LUA_SCRIPT, extra_env: dict[str, str] | None = None) -> Measurement:
+    """Load ``url`` for ``seconds`` with ``script`` (its environment: the token, the ids file and
+    ``extra_env``); any socket error or non-2xx/3xx answer fails the bench."""
+    env = {**os.environ, "BENCH_TOKEN": token, "BENCH_IDS_FILE": str(ids_file or ""), "BENCH_THREADS": str(THREADS),
+           **(extra_env or {})}
     cmd = [wrk, f"--threads={THREADS}", f"--connections={connections}", f"--duration={seconds}s",
-           "--timeout=10s", "--latency", f"--script={LUA_SCRIPT}", url]
+           "--timeout=10s", "--latency", f"--script={script}", url]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         raise BenchError(f"wrk failed (exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
