@@ -151,6 +151,13 @@ def cmd_relay(_args: argparse.Namespace) -> int:
     from crm.logs import json_lines_to_stderr
 
     json_lines_to_stderr("crm.relay.delivery")  # one bare JSON line per delivery attempt
+    port = os.environ.get("RELAY_METRICS_PORT", "").strip()
+    if port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # A relay deployed on its own (not started by `crm serve`, whose /metrics includes it):
+        # its crm_relay_* metrics on http://RELAY_METRICS_HOST:RELAY_METRICS_PORT/metrics.
+        from prometheus_client import start_http_server
+
+        start_http_server(int(port), addr=os.environ.get("RELAY_METRICS_HOST", "127.0.0.1"))
     with database() as dsn:
         asyncio.run(run_relay(dsn))
     return 0

@@ -6,10 +6,12 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -197,11 +199,33 @@ class TestDelivery:
         assert per_aggregate_in_order(receiver)
 
 
-def _relay_process(dsn: str) -> subprocess.Popen:
+def _relay_process(dsn: str, **extra_env: str) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": dsn, "RELAY_POLL_INTERVAL": "0.05", "RELAY_BACKOFF_BASE": "0.02",
-           "RELAY_BACKOFF_MAX": "0.1", "RELAY_MAX_ATTEMPTS": "50", "RELAY_BATCH_SIZE": "10"}
+           "RELAY_BACKOFF_MAX": "0.1", "RELAY_MAX_ATTEMPTS": "50", "RELAY_BATCH_SIZE": "10", **extra_env}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return subprocess.Popen([sys.executable, "-m", "crm.cli", "relay"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class TestStandaloneRelay:
+    async def test_a_relay_of_its_own_serves_its_metrics(self, db, dsn):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with Receiver(SECRET) as receiver:
+            subscribe(db, receiver.url)
+            ids = await asyncio.to_thread(write_events, dsn, 3)
+            relay = _relay_process(dsn, RELAY_METRICS_PORT=str(port))
+            try:
+                await wait_for(lambda: receiver.accepted_ids() == set(ids), 20)
+                text = await asyncio.to_thread(
+                    lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+            finally:
+                relay.terminate()
+                relay.wait(10)
+        delivered = [line for line in text.splitlines()
+                     if line.startswith('crm_relay_deliveries_total{outcome="delivered"}')]
+        assert delivered and float(delivered[0].split()[-1]) == 3.0, text[-2000:]
 
 
 class TestFaults:
