@@ -10,7 +10,8 @@ What is measured, and where:
 * **the connection pool** of each worker — ``crm_db_pool_*``, sampled every 2 seconds from
   ``psycopg_pool``'s ``pop_stats()`` (gauges summed over the live workers, counters over all).
 * **the webhook relay** — ``crm_relay_deliveries_total`` and ``crm_relay_delivery_duration_seconds``
-  (``crm serve`` gives the relay the API's metrics directory, so the API's ``/metrics`` shows them).
+  (``crm serve`` gives the relay the API's metrics directory, so the API's ``/metrics`` shows them;
+  a relay run on its own serves them on ``RELAY_METRICS_PORT``).
 * **read from the observability views at scrape time** (``db/migrations/0050_observability_views``):
   outbox lag per consumer and hot projection staleness. One scrape runs one short read-only
   transaction as ``crm_grafana``; the result is kept ``METRICS_DB_CACHE_SECONDS`` (default 10 s) per
