@@ -122,8 +122,8 @@ def render(case: Case, claims: Claims) -> Script:
 
 
 def _command(script: Path, dsn: str, clients: int, seconds: int, log_prefix: Path,
-             variables: Mapping[str, str]) -> list[str]:
-    cmd = [bin_path("pgbench"), "--no-vacuum", "--protocol=prepared", f"--client={clients}",
+             variables: Mapping[str, str], protocol: str = "prepared") -> list[str]:
+    cmd = [bin_path("pgbench"), "--no-vacuum", f"--protocol={protocol}", f"--client={clients}",
            f"--jobs={THREADS}", f"--time={seconds}", f"--file={script}", "--log",
            f"--log-prefix={log_prefix}"]
     cmd += [f"--define={name}={value}" for name, value in variables.items()]
@@ -151,14 +151,15 @@ def _check(result: subprocess.CompletedProcess[str], script: Path) -> float:
 
 
 def run(script: Path, dsn: str, clients: int, seconds: int, variables: Mapping[str, str],
-        label: str) -> Measurement:
+        label: str, protocol: str = "prepared") -> Measurement:
     """Run ``script`` for ``seconds`` with ``clients`` connections; throughput and percentiles.
-    The transaction logs go next to the script, named after it and ``label``."""
+    The transaction logs go next to the script, named after it and ``label``. ``protocol``:
+    pgbench's ``prepared`` (as psycopg after five executions) or ``extended`` (never prepared)."""
     log_prefix = script.with_name(f"{script.stem}-{label}")
     for old in log_prefix.parent.glob(log_prefix.name + ".*"):
         old.unlink()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    result = subprocess.run(_command(script, dsn, clients, seconds, log_prefix, variables),
+    result = subprocess.run(_command(script, dsn, clients, seconds, log_prefix, variables, protocol),
                             capture_output=True, text=True, env=env, check=False)
     tps = _check(result, script)
     latencies = _latencies_us(log_prefix)

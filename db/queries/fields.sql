@@ -237,13 +237,6 @@ left join lateral (
 where d.key = any (cast(:keys as text[]))
   and d.archived_at is null;
 
--- name: plan_search_per_execution!
--- A search's best plan depends on its values (how selective each predicate is, whether walking
--- the sort key's index finds 50 rows soon): plan each execution with them. A generic plan of the
--- prepared statement (psycopg prepares after five executions) chose bitmap scans over the
--- whole table, 10-30x slower at 1M customers.
-select set_config('plan_cache_mode', 'force_custom_plan', true);
-
 -- name: lock_search_projection!
 -- Taken before the field states are read: a column change of the job runner (ACCESS
 -- EXCLUSIVE) then either finished before, or waits for this transaction.
