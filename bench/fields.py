@@ -895,7 +895,8 @@ def run(args: argparse.Namespace) -> str:
             "API": f"gunicorn {server.WORKERS} uvicorn workers, access log off",
             "other load": "load average {:.1f} / {:.1f} / {:.1f} (1 / 5 / 15 min) at the end of the run".format(
                 *os.getloadavg()),
-            "load": f"wrk 2 threads, {CONNECTIONS} connections; pgbench -M prepared, {CONNECTIONS} clients; "
+            "load": f"wrk 2 threads, {CONNECTIONS} connections; pgbench (-M extended for searches, -M prepared "
+                    f"for PATCH), {CONNECTIONS} clients; "
                     f"{args.duration} s per run after {args.warmup} s warm-up",
             "data": f"{big.customers:,} customers: {_sizes(big.dsn)}; " + (
                 f"built in {builds[big.customers][0]:.0f} s" if builds[big.customers][1] else "reused (--data-dir)"),
